@@ -1,0 +1,210 @@
+"""Errors raised by gis.
+
+One root, :class:`GisError`. Subclasses also inherit the builtin they
+resemble (``ValueError``, ``FileNotFoundError``, ...) so callers can catch by
+type and never by matching message text.
+
+Every error that reaches a person says *where* (file, layer, feature ids) and
+*what to do*. Build messages through the keyword arguments rather than by
+formatting them in by hand, so that they all read the same way::
+
+    raise DuplicateIdError(
+        "duplicate parcel ids",
+        path="parcels.gpkg", layer="parcels", ids=["P-1", "P-2"],
+        hint="make every parcel_id unique, then run again",
+    )
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+#: At most this many offending ids are spelled out in a message; the full
+#: list is always on the exception's ``ids`` attribute.
+MAX_IDS_SHOWN = 50
+
+
+class GisError(Exception):
+    """Root of every error raised by gis.
+
+    ``exit_code`` is what the CLI exits with: 2 for bad input, 1 otherwise.
+    """
+
+    exit_code = 1
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: Any = None,
+        layer: str | None = None,
+        ids: Iterable[Any] | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.message = message
+        self.path = None if path is None else str(path)
+        self.layer = layer
+        self.ids = [] if ids is None else [_plain(i) for i in ids]
+        self.hint = hint
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        where = []
+        if self.path:
+            where.append(f"file {self.path}")
+        if self.layer:
+            where.append(f"layer {self.layer!r}")
+        text = self.message
+        if where:
+            text = f"{', '.join(where)}: {text}"
+        if self.ids:
+            shown = ", ".join(str(i) for i in self.ids[:MAX_IDS_SHOWN])
+            more = len(self.ids) - MAX_IDS_SHOWN
+            if more > 0:
+                shown += f", ... and {more} more"
+            text += f" [{shown}]"
+        if self.hint:
+            text += f". {self.hint[0].upper()}{self.hint[1:]}"
+            if not text.endswith("."):
+                text += "."
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "error": type(self).__name__,
+            "message": self.message,
+            "path": self.path,
+            "layer": self.layer,
+            "ids": self.ids,
+            "hint": self.hint,
+        }
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars to Python ones, so ids print and serialise cleanly."""
+    return value.item() if hasattr(value, "item") else value
+
+
+# --- bad input (exit code 2) -------------------------------------------------
+
+
+class InputError(GisError, ValueError):
+    """Input that cannot be used as given. The CLI exits with code 2."""
+
+    exit_code = 2
+
+
+class LayerNotFoundError(InputError, FileNotFoundError):
+    """A layer file (or a layer inside it) does not exist."""
+
+
+class UnreadableLayerError(InputError):
+    """A file exists but cannot be read as a vector layer."""
+
+
+class MissingCRSError(InputError):
+    """A layer or raster carries no coordinate reference system."""
+
+
+class CRSError(InputError):
+    """A CRS is given but cannot be used (unknown code, not projected...)."""
+
+
+class MissingColumnError(InputError, KeyError):
+    """A required attribute column (or its Chinese alias) is absent."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return self.args[0]
+
+
+class DuplicateIdError(InputError):
+    """The same feature id appears more than once in a layer."""
+
+
+class UnknownStatusError(InputError):
+    """A clearance (or alert) status value that is not in the allowed list."""
+
+
+class EmptyGeometryError(InputError):
+    """Features with no geometry at all."""
+
+
+class GeometryTypeError(InputError, TypeError):
+    """Non-polygon geometry in a polygon layer."""
+
+
+class InvalidValueError(InputError):
+    """An attribute value of the wrong kind (a date that is not a date...)."""
+
+
+class LayerValidationError(InputError):
+    """Several kinds of problems in one layer; ``problems`` lists them all."""
+
+    def __init__(self, message: str, *, problems: list | None = None, **kw: Any):
+        self.problems = problems or []
+        super().__init__(message, **kw)
+
+
+class RasterError(InputError):
+    """Root of problems with imagery and DSM rasters."""
+
+
+class CorruptRasterError(RasterError):
+    """A raster that cannot be opened or decoded (truncated, not a raster)."""
+
+
+class RasterAlignmentError(RasterError):
+    """Rasters that cannot be brought onto one grid (no overlap, ...)."""
+
+
+class BandMismatchError(RasterError):
+    """Images with different band counts and no band mapping."""
+
+
+class DSMDateError(RasterError):
+    """A DSM whose survey date differs from its orthophoto's."""
+
+
+class WorkspaceError(InputError):
+    """A workspace folder or its gis.toml that cannot be used."""
+
+
+# --- state and lifecycle -------------------------------------------------------
+
+
+class StoreError(GisError):
+    """Root of problems with the alert store."""
+
+
+class StoreLockedError(StoreError):
+    """Another run holds the store's lock."""
+
+    exit_code = 3
+
+
+class AlertNotFoundError(StoreError, KeyError):
+    """No alert with the given id."""
+
+    exit_code = 2
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+class InvalidTransitionError(StoreError, ValueError):
+    """An alert status change the lifecycle does not allow."""
+
+    exit_code = 2
+
+
+class ConflictError(StoreError):
+    """An alert changed both in the store and in the field since export."""
+
+    exit_code = 2
+
+
+class ModelError(GisError):
+    """A change model (ONNX or trained classifier) that cannot be used."""
+
+    exit_code = 2

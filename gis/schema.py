@@ -1,0 +1,193 @@
+"""Layer schemas, clearance statuses, Chinese aliases and units.
+
+The single place that knows what the layers look like (see DOMAIN.md).
+Identifiers are English; the Chinese header of each column is an accepted
+alias, and so are the Chinese status names that real files carry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+#: 1 mu (亩) = 10000/15 m2.
+M2_PER_MU = 10000.0 / 15.0
+
+
+def m2_to_mu(area_m2):
+    """Square metres to mu; works on scalars and numpy / pandas arrays."""
+    return area_m2 / M2_PER_MU
+
+
+# --- clearance status (one way, in order) ------------------------------------
+
+#: Clearance statuses in lifecycle order.
+STATUSES: tuple[str, ...] = (
+    "not_started",
+    "surveyed",
+    "signed",
+    "compensated",
+    "demolished",
+    "delivered",
+)
+STATUS_RANK: dict[str, int] = {s: i for i, s in enumerate(STATUSES)}
+
+STATUS_LABELS_ZH: dict[str, str] = {
+    "not_started": "未启动",
+    "surveyed": "已摸底",
+    "signed": "已签约",
+    "compensated": "已补偿",
+    "demolished": "已拆除",
+    "delivered": "净地交付",
+}
+STATUS_LABELS_EN: dict[str, str] = {
+    "not_started": "not started",
+    "surveyed": "surveyed",
+    "signed": "signed",
+    "compensated": "compensated",
+    "demolished": "demolished",
+    "delivered": "delivered (clean land)",
+}
+
+#: Values accepted in a status column, mapped to the canonical status.
+STATUS_ALIASES: dict[str, str] = {
+    **{s: s for s in STATUSES},
+    **{zh: s for s, zh in STATUS_LABELS_ZH.items()},
+    "清表": "demolished",
+    "已清表": "demolished",
+    "净地": "delivered",
+    "已交付": "delivered",
+    "not started": "not_started",
+}
+
+#: Land counts as acquired (完成征收) from this status on.
+ACQUIRED_FROM = STATUS_RANK["compensated"]
+#: Counts to clear (houses, graves...) are done from this status on.
+CLEARED_FROM = STATUS_RANK["demolished"]
+DELIVERED = STATUS_RANK["delivered"]
+
+#: Counts still to clear, as in the bulletin.
+COUNT_COLUMNS: tuple[str, ...] = (
+    "houses",
+    "households",
+    "graves",
+    "special_crops",
+    "attachments",
+)
+
+
+# --- layer schemas ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    zh: str
+    kind: str = "str"  # str | int | float | date | bool
+    required: bool = False
+    aliases: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LayerSchema:
+    kind: str  # redlines | parcels | inventory
+    label_zh: str
+    id_column: str
+    columns: tuple[Column, ...]
+    status_column: str | None = None
+    extra_required: tuple[str, ...] = field(default=())
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns if c.required)
+
+    def aliases(self) -> dict[str, str]:
+        """Every accepted header (lower-cased English, Chinese) -> column name."""
+        out: dict[str, str] = {}
+        for c in self.columns:
+            for alias in (c.name, c.zh, *c.aliases):
+                out[alias.strip().lower()] = c.name
+        return out
+
+
+REDLINES = LayerSchema(
+    kind="redlines",
+    label_zh="项目红线",
+    id_column="project_id",
+    columns=(
+        Column("project_id", "项目编号", required=True, aliases=("项目代码",)),
+        Column("name", "项目名称"),
+        Column("district", "所属区县", required=True, aliases=("区县", "所属镇办")),
+        Column("project_type", "项目类型"),
+        Column("leader", "包联领导"),
+        Column("unit", "责任单位", aliases=("牵头单位", "包保单位")),
+        Column("deadline", "完成时限", "date", aliases=("节点",)),
+        Column("funded", "资金保障", "bool"),
+        Column("freeze_date", "冻结日期", "date", aliases=("冻结日",)),
+    ),
+)
+
+PARCELS = LayerSchema(
+    kind="parcels",
+    label_zh="宗地",
+    id_column="parcel_id",
+    status_column="status",
+    columns=(
+        Column("parcel_id", "宗地编号", required=True, aliases=("地块编号",)),
+        Column("district", "所属区县", required=True, aliases=("区县", "所属镇办")),
+        Column("owner_type", "权属"),
+        Column("land_use", "地类"),
+        Column("status", "状态", required=True, aliases=("征收状态",)),
+        Column("status_date", "状态日期", "date"),
+        Column("houses", "房屋栋数", "int"),
+        Column("households", "户数", "int"),
+        Column("graves", "坟山穴数", "int"),
+        Column("special_crops", "特殊青苗户数", "int"),
+        Column("attachments", "附着物户数", "int"),
+    ),
+)
+
+INVENTORY = LayerSchema(
+    kind="inventory",
+    label_zh="房屋摸底",
+    id_column="structure_id",
+    columns=(
+        Column("structure_id", "房屋编号", required=True),
+        Column("parcel_id", "宗地编号"),
+        Column("survey_date", "摸底日期", "date"),
+        Column("floors", "层数", "int"),
+    ),
+)
+
+SCHEMAS: dict[str, LayerSchema] = {s.kind: s for s in (REDLINES, PARCELS, INVENTORY)}
+
+
+# --- Chinese headers for tables people read -----------------------------------
+
+FIGURE_HEADERS_ZH: dict[str, str] = {
+    "project_id": "项目编号",
+    "name": "项目名称",
+    "district": "所属区县",
+    "project_type": "项目类型",
+    "leader": "包联领导",
+    "unit": "责任单位",
+    "total_mu": "红线内宗地面积(亩)",
+    "acquired_mu": "已征收面积(亩)",
+    "delivered_mu": "净地面积(亩)",
+    "completion_rate": "征地完成率",
+    "clean_land_rate": "净地率",
+    "houses_left": "剩余房屋(栋)",
+    "households_left": "剩余户数(户)",
+    "graves_left": "剩余坟山(穴)",
+    "special_crops_left": "剩余特殊青苗(户)",
+    "attachments_left": "剩余附着物(户)",
+    "deadline": "完成时限",
+    "overdue": "是否逾期",
+    "progressed": "本期有进度",
+    "projects": "项目个数",
+    "projects_progressed": "有进度项目个数",
+    "progress_ratio": "进度占比率",
+    "rank": "排名",
+    "list": "红黑榜",
+}
+
+LIST_LABELS_ZH = {"red": "红榜", "black": "黑榜", "": ""}
