@@ -1,0 +1,310 @@
+"""From changes to alerts that keep their identity across runs.
+
+Pure functions over GeoDataFrames. :func:`update_alerts` takes the store's
+alerts and one run's changes and returns the new alerts table plus the audit
+events, following these rules (all deterministic, so a re-run on the same
+inputs changes nothing):
+
+* A change overlapping an *open* alert (new, dispatched, illegal) by at least
+  ``overlap_ratio`` of the smaller of the two is that alert: last_seen,
+  seen_count, area, geometry and confidence are updated, and ``growing`` is set
+  when the area exceeds the area at verdict (else at first sighting) by more
+  than ``growth``. Status, verdict, notes and photos are never touched.
+* Merge: a change overlapping several open alerts updates the oldest (earliest
+  first_seen, then smallest id); the others get ``ref_alert_id`` = that alert.
+* Split: several changes overlapping one open alert: the one with the largest
+  overlap updates it; the others open new alerts referencing it.
+* A change over a *closed* footprint (false alarm, legal, demolished, closed)
+  is suppressed unless it grew by more than ``growth`` or its kind differs;
+  then it opens a new alert referencing the closed one.
+* ``post_freeze`` is true for new structures/crops in a project whose freeze
+  date lies at or before the freeze baseline (the latest epoch dated on or
+  before the freeze date) when the change was seen against imagery at or
+  after that baseline: built or planted after the freeze, not compensable.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+
+from gis.schema import m2_to_mu
+from gis.store import normalise_alerts
+
+OPEN_STATUSES = ("new", "dispatched", "illegal")
+CLOSED_STATUSES = ("false_alarm", "legal", "demolished", "closed")
+#: Fields a run may change on an existing alert, and so records in the audit log.
+RUN_FIELDS = ("last_seen", "seen_count", "area_m2", "growing", "post_freeze", "freeze_date",
+              "ref_alert_id", "project_id", "parcel_id", "district")
+
+
+@dataclass
+class AlertUpdate:
+    alerts: gpd.GeoDataFrame
+    events: list[dict[str, Any]] = field(default_factory=list)
+    new_ids: list[str] = field(default_factory=list)
+    updated_ids: list[str] = field(default_factory=list)
+    merged_ids: list[str] = field(default_factory=list)
+    suppressed: int = 0
+
+
+def overlap_pairs(a: np.ndarray, b: np.ndarray) -> pd.DataFrame:
+    """Pairs (i of a, j of b) that intersect, with overlap area and ratio.
+
+    ratio = intersection area / area of the smaller of the two, so a house
+    that grew (or shrank) still matches its earlier footprint.
+    """
+    if len(a) == 0 or len(b) == 0:
+        return pd.DataFrame({"i": [], "j": [], "inter": [], "ratio": []}).astype(
+            {"i": int, "j": int})
+    tree = shapely.STRtree(b)
+    i, j = tree.query(a, predicate="intersects")
+    inter = shapely.area(shapely.intersection(a[i], b[j]))
+    smaller = np.minimum(shapely.area(a[i]), shapely.area(b[j]))
+    ratio = np.divide(inter, smaller, out=np.zeros_like(inter), where=smaller > 0)
+    return pd.DataFrame({"i": i, "j": j, "inter": inter, "ratio": ratio})
+
+
+def _largest_overlap(geoms: np.ndarray, layer: gpd.GeoDataFrame, column: str) -> np.ndarray:
+    """Value of ``column`` in the layer feature that overlaps each geometry most ('' if none)."""
+    out = np.full(len(geoms), "", dtype=object)
+    if layer is None or len(layer) == 0 or column not in layer:
+        return out
+    pairs = overlap_pairs(geoms, layer.geometry.values)
+    pairs = pairs[pairs["inter"] > 0].sort_values(["i", "inter"], ascending=[True, False])
+    best = pairs.drop_duplicates("i")
+    out[best["i"].to_numpy()] = layer[column].astype(str).to_numpy()[best["j"].to_numpy()]
+    return out
+
+
+def freeze_baseline(freeze: dt.date, epoch_dates: Iterable[dt.date]) -> dt.date | None:
+    """The latest epoch dated on or before the freeze date (None when there is none)."""
+    earlier = [d for d in epoch_dates if d <= freeze]
+    return max(earlier) if earlier else None
+
+
+def project_freeze_dates(redlines: gpd.GeoDataFrame | None,
+                         overrides: Mapping[str, dt.date] | None = None) -> dict[str, dt.date]:
+    """project_id -> freeze date: the red-line column, overridden by gis.toml."""
+    out: dict[str, dt.date] = {}
+    if redlines is not None and "freeze_date" in redlines:
+        fd = pd.to_datetime(redlines["freeze_date"], errors="coerce")
+        for pid, d in zip(redlines["project_id"].astype(str), fd):
+            if pd.notna(d):
+                out[pid] = d.date()
+    out.update({str(k): v for k, v in (overrides or {}).items()})
+    return out
+
+
+def attach_context(changes: gpd.GeoDataFrame, *, redlines: gpd.GeoDataFrame | None = None,
+                   parcels: gpd.GeoDataFrame | None = None) -> gpd.GeoDataFrame:
+    """Fill project_id, parcel_id and district from the layers where detection left them empty."""
+    out = changes.copy()
+    geoms = out.geometry.values
+    for col in ("project_id", "parcel_id", "district"):
+        if col not in out:
+            out[col] = ""
+        out[col] = out[col].fillna("").astype(str).replace({"None": "", "nan": ""})
+    empty = out["project_id"] == ""
+    if empty.any():
+        out.loc[empty, "project_id"] = _largest_overlap(geoms[empty.to_numpy()], redlines, "project_id")
+    empty = out["parcel_id"] == ""
+    if empty.any():
+        out.loc[empty, "parcel_id"] = _largest_overlap(geoms[empty.to_numpy()], parcels, "parcel_id")
+    # district: the project's, else the parcel's, else the nearest red line's
+    if redlines is not None and len(redlines) and "district" in redlines:
+        by_project = dict(zip(redlines["project_id"].astype(str), redlines["district"].astype(str)))
+        out["district"] = np.where(out["district"] == "", out["project_id"].map(by_project).fillna(""),
+                                   out["district"])
+    empty = (out["district"] == "").to_numpy()
+    if empty.any() and parcels is not None and "district" in parcels:
+        out.loc[empty, "district"] = _largest_overlap(geoms[empty], parcels, "district")
+    empty = (out["district"] == "").to_numpy()
+    if empty.any() and redlines is not None and len(redlines) and "district" in redlines:
+        tree = shapely.STRtree(redlines.geometry.values)
+        _, j = tree.query_nearest(geoms[empty], all_matches=False, return_distance=False)
+        out.loc[empty, "district"] = redlines["district"].astype(str).to_numpy()[j]
+    return out
+
+
+def _post_freeze(changes: pd.DataFrame, freeze: Mapping[str, dt.date],
+                 epoch_dates: list[dt.date], since: dt.date | None) -> tuple[np.ndarray, np.ndarray]:
+    fdates = changes["project_id"].map(lambda p: freeze.get(p))
+    post = np.zeros(len(changes), dtype=bool)
+    since_col = changes["since"] if "since" in changes else pd.Series([since] * len(changes),
+                                                                       index=changes.index)
+    for k, (f, s, kind) in enumerate(zip(fdates, since_col, changes["kind"])):
+        # one entry per change, but only a dict lookup and a comparison each
+        if f is None or s is None or kind == "demolished":
+            continue
+        base = freeze_baseline(f, epoch_dates)
+        post[k] = base is None or s >= base
+    iso = np.array([f.isoformat() if f is not None else "" for f in fdates], dtype=object)
+    return post, iso
+
+
+def update_alerts(
+    alerts: gpd.GeoDataFrame,
+    changes: gpd.GeoDataFrame,
+    *,
+    epoch_date: dt.date,
+    previous_date: dt.date | None = None,
+    epoch_dates: Iterable[dt.date] = (),
+    redlines: gpd.GeoDataFrame | None = None,
+    parcels: gpd.GeoDataFrame | None = None,
+    freeze_dates: Mapping[str, dt.date] | None = None,
+    overlap_ratio: float = 0.3,
+    growth: float = 0.2,
+    min_area_m2: float = 0.0,
+    run_date: dt.date | None = None,
+    now: str = "",
+    by: str = "weekly",
+) -> AlertUpdate:
+    """Apply one run's ``changes`` (seen at ``epoch_date``) to ``alerts``."""
+    alerts = normalise_alerts(alerts)
+    crs = alerts.crs or changes.crs
+    if changes.crs is not None and crs is not None and changes.crs != crs:
+        changes = changes.to_crs(crs)
+    epoch_iso = epoch_date.isoformat()
+    run_iso = (run_date or dt.date.today()).isoformat()
+    now = now or run_iso
+    ch = changes[shapely.area(changes.geometry.values) >= min_area_m2].copy()
+    ch = attach_context(ch, redlines=redlines, parcels=parcels)
+    # a stable order for everything that follows: north to south, west to east
+    c = shapely.centroid(ch.geometry.values)
+    ch["_y"], ch["_x"] = -np.round(shapely.get_y(c), 2), np.round(shapely.get_x(c), 2)
+    ch = ch.sort_values(["_y", "_x"], kind="stable").reset_index(drop=True)
+    ch["area_m2"] = shapely.area(ch.geometry.values)
+    freeze = project_freeze_dates(redlines, freeze_dates)
+    dates = sorted(set(epoch_dates) | {epoch_date} | ({previous_date} if previous_date else set()))
+    ch["_post"], ch["_freeze"] = _post_freeze(ch, freeze, dates, previous_date)
+    if "confidence" not in ch:
+        ch["confidence"] = np.nan
+    if "in_inventory" not in ch:
+        ch["in_inventory"] = False
+
+    result = AlertUpdate(alerts=alerts)
+    pairs = overlap_pairs(ch.geometry.values, alerts.geometry.values)
+    pairs = pairs[pairs["ratio"] >= overlap_ratio]
+    status = alerts["status"].to_numpy()
+    pairs["open"] = np.isin(status[pairs["j"].to_numpy()], OPEN_STATUSES)
+    pairs["first_seen"] = alerts["first_seen"].to_numpy()[pairs["j"].to_numpy()]
+    pairs["alert_id"] = alerts["alert_id"].to_numpy()[pairs["j"].to_numpy()]
+
+    # --- merge: each change picks the oldest open alert it overlaps -------------
+    open_pairs = pairs[pairs["open"]]
+    pick = open_pairs.sort_values(["i", "first_seen", "alert_id"]).drop_duplicates("i")
+    # --- split: each picked alert keeps the change with the largest overlap -----
+    keep = pick.sort_values(["j", "inter", "i"], ascending=[True, False, True]).drop_duplicates("j")
+    split = pick[~pick["i"].isin(keep["i"])]
+    kept_alert_of_change = dict(zip(split["i"], split["alert_id"]))
+    updated_js = set(keep["j"])
+    merged = open_pairs[~open_pairs["j"].isin(updated_js)].merge(
+        pick[["i", "alert_id"]].rename(columns={"alert_id": "keeper"}), on="i")
+    merged = merged.sort_values(["j", "keeper"]).drop_duplicates("j")
+
+    a = alerts.copy()
+    before = a.copy()
+    # updates of matched open alerts (vectorised over the matched rows)
+    if len(keep):
+        j, i = keep["j"].to_numpy(), keep["i"].to_numpy()
+        newer = a["last_seen"].to_numpy()[j] < epoch_iso
+        same_or_newer = a["last_seen"].to_numpy()[j] <= epoch_iso
+        jj, ii = j[same_or_newer], i[same_or_newer]
+        a.loc[j[newer], "seen_count"] = a["seen_count"].to_numpy()[j[newer]] + 1
+        a.loc[j[newer], "last_seen"] = epoch_iso
+        geoms = a.geometry.values.copy()
+        geoms[jj] = ch.geometry.values[ii]
+        a = a.set_geometry(gpd.GeoSeries(geoms, crs=crs, index=a.index))
+        a.loc[jj, "area_m2"] = ch["area_m2"].to_numpy()[ii]
+        a.loc[jj, "area_mu"] = m2_to_mu(ch["area_m2"].to_numpy()[ii])
+        a.loc[jj, "confidence"] = ch["confidence"].to_numpy()[ii]
+        ref_area = np.where(np.isnan(a["verdict_area_m2"].to_numpy()[jj]),
+                            a["first_area_m2"].to_numpy()[jj], a["verdict_area_m2"].to_numpy()[jj])
+        a.loc[jj, "growing"] = a["area_m2"].to_numpy()[jj] > (1 + growth) * ref_area
+        a.loc[jj, "post_freeze"] = a["post_freeze"].to_numpy()[jj] | ch["_post"].to_numpy()[ii]
+        for col, src in (("freeze_date", "_freeze"), ("project_id", "project_id"),
+                         ("parcel_id", "parcel_id"), ("district", "district")):
+            cur = a[col].to_numpy()[jj]
+            a.loc[jj, col] = np.where(cur == "", ch[src].to_numpy()[ii], cur)
+    if len(merged):
+        a.loc[merged["j"].to_numpy(), "ref_alert_id"] = merged["keeper"].to_numpy()
+
+    # --- changes over closed footprints only ------------------------------------
+    matched_open = set(pick["i"])
+    closed = pairs[~pairs["open"] & ~pairs["i"].isin(matched_open)]
+    closed = closed.sort_values(["i", "inter", "alert_id"], ascending=[True, False, True]).drop_duplicates("i")
+    ci, cj = closed["i"].to_numpy(), closed["j"].to_numpy()
+    ref_area = np.where(np.isnan(a["verdict_area_m2"].to_numpy()[cj]), a["area_m2"].to_numpy()[cj],
+                        a["verdict_area_m2"].to_numpy()[cj])
+    grew = ch["area_m2"].to_numpy()[ci] > (1 + growth) * ref_area
+    ch_kind, a_kind = ch["kind"].to_numpy()[ci], a["kind"].to_numpy()[cj]
+    # a demolition seen where an alert was closed as demolished is the expected outcome
+    expected = (ch_kind == "demolished") & np.isin(a["status"].to_numpy()[cj], ("demolished", "closed"))
+    reopen = (grew | (ch_kind != a_kind)) & ~expected
+    result.suppressed = int((~reopen).sum())
+    ref_of_change = {**kept_alert_of_change,
+                     **dict(zip(ci[reopen], closed["alert_id"].to_numpy()[reopen]))}
+
+    # --- new alerts: unmatched changes, split-offs and reopened footprints -------
+    taken = set(pairs["i"]) - set(split["i"]) - set(ci[reopen])
+    new_i = np.setdiff1d(np.arange(len(ch)), np.fromiter(taken, dtype=int, count=len(taken)))
+    prefix = f"A{epoch_date:%Y%m%d}-"
+    used = a["alert_id"][a["alert_id"].str.startswith(prefix)].str[len(prefix):]
+    start = int(pd.to_numeric(used, errors="coerce").max()) if len(used) else 0
+    start = 0 if np.isnan(start) else start
+    ids = [f"{prefix}{start + n + 1:04d}" for n in range(len(new_i))]
+    if len(new_i):
+        sub = ch.iloc[new_i]
+        new = gpd.GeoDataFrame({
+            "alert_id": ids, "kind": sub["kind"].astype(str).to_numpy(), "status": "new",
+            "verdict": "", "area_m2": sub["area_m2"].to_numpy(),
+            "area_mu": m2_to_mu(sub["area_m2"].to_numpy()),
+            "confidence": sub["confidence"].to_numpy(dtype=float),
+            "project_id": sub["project_id"].to_numpy(), "parcel_id": sub["parcel_id"].to_numpy(),
+            "district": sub["district"].to_numpy(), "first_seen": epoch_iso, "last_seen": epoch_iso,
+            "seen_count": 1, "growing": False, "post_freeze": sub["_post"].to_numpy(),
+            "freeze_date": sub["_freeze"].to_numpy(), "note": "", "updated_by": by,
+            "updated_at": now, "chip_before": "", "chip_after": "",
+            "ref_alert_id": pd.Series(new_i).map(ref_of_change).fillna("").to_numpy(),
+            "status_since": run_iso,
+            "first_area_m2": sub["area_m2"].to_numpy(), "verdict_area_m2": np.nan, "photos": "",
+            "in_inventory": sub["in_inventory"].fillna(False).astype(bool).to_numpy(), "rev": 0,
+        }, geometry=sub.geometry.values, crs=crs)
+        a = pd.concat([a, new], ignore_index=True) if len(a) else new
+        for aid, ref in zip(ids, new["ref_alert_id"]):
+            result.events.append(_event(now, by, aid, "created", "status", "", "new"))
+            if ref:
+                result.events.append(_event(now, by, aid, "references", "ref_alert_id", "", ref))
+    result.alerts = normalise_alerts(gpd.GeoDataFrame(a, geometry="geometry", crs=crs))
+    result.new_ids = ids
+    result.merged_ids = sorted(merged["alert_id"].tolist()) if len(merged) else []
+
+    # audit events for what the run changed on existing alerts
+    b = before.set_index("alert_id")
+    after = result.alerts.set_index("alert_id").loc[b.index]
+    changed_any = np.zeros(len(b), dtype=bool)
+    for col in RUN_FIELDS:
+        old, new_v = b[col].to_numpy(), after[col].to_numpy()
+        if b[col].dtype == float:
+            diff = ~np.isclose(old.astype(float), new_v.astype(float), rtol=1e-9, equal_nan=True)
+        else:
+            diff = old != new_v
+        changed_any |= diff
+        for aid, o, n in zip(b.index[diff], old[diff], new_v[diff]):
+            o_s, n_s = (f"{o:.1f}", f"{n:.1f}") if col == "area_m2" else (o, n)
+            result.events.append(_event(now, by, aid, "run_update", col, o_s, n_s))
+    result.updated_ids = sorted(b.index[changed_any])
+    return result
+
+
+def _event(at: str, by: str, alert_id: str, action: str, field: str, old: Any, new: Any) -> dict:
+    return {"at": at, "by": by, "alert_id": alert_id, "action": action, "field": field,
+            "old": str(old), "new": str(new)}

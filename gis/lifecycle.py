@@ -1,0 +1,136 @@
+"""Alert statuses, the transitions allowed between them, and recording verdicts.
+
+new -> dispatched (sent to a patrol team) -> illegal / legal (permit exists) /
+false_alarm -> (illegal) demolished -> closed. A desk check may close a new
+alert as a false alarm without dispatching it. Anything else raises
+:class:`InvalidTransitionError` naming the allowed next statuses.
+
+A verdict is evidence: :func:`set_alert` records who set what and when in the
+audit log, copies field photos into the store folder under their content
+hash (so the original can be deleted afterwards, and the same photo twice is
+stored once) and writes all of it in one store transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+
+from gis.atomic import atomic_path
+from gis.errors import AlertNotFoundError, InputError, InvalidTransitionError
+from gis.store import AlertStore, Transaction, now_iso
+
+ALERT_STATUSES = ("new", "dispatched", "illegal", "legal", "false_alarm", "demolished", "closed")
+ALERT_STATUS_LABELS_ZH = {
+    "new": "新发现", "dispatched": "已派发", "illegal": "违法", "legal": "合法",
+    "false_alarm": "误报", "demolished": "已拆除", "closed": "已销号",
+}
+TRANSITIONS: dict[str, tuple[str, ...]] = {
+    "new": ("dispatched", "false_alarm"),
+    "dispatched": ("illegal", "legal", "false_alarm"),
+    "illegal": ("demolished",),
+    "legal": ("closed",),
+    "false_alarm": ("closed",),
+    "demolished": ("closed",),
+    "closed": (),
+}
+VERDICT_STATUSES = ("illegal", "legal", "false_alarm")
+PHOTO_DIR = "photos"
+
+
+def check_transition(alert_id: str, current: str, requested: str) -> None:
+    """Raise InvalidTransitionError unless ``current -> requested`` is allowed (or a no-op)."""
+    if requested not in ALERT_STATUSES:
+        raise InvalidTransitionError(
+            f"alert {alert_id}: unknown status {requested!r}", ids=[alert_id],
+            hint="use one of " + ", ".join(ALERT_STATUSES))
+    if requested == current:
+        return
+    allowed = TRANSITIONS.get(current, ())
+    if requested not in allowed:
+        nxt = ", ".join(allowed) if allowed else "none (the alert is closed)"
+        raise InvalidTransitionError(
+            f"alert {alert_id} is {current!r} and cannot become {requested!r}", ids=[alert_id],
+            hint=f"allowed next statuses from {current!r}: {nxt}")
+
+
+def store_photo(store_dir: str | os.PathLike, photo: str | os.PathLike) -> str:
+    """Copy ``photo`` to ``store_dir/photos/<sha256>.<ext>``; return that path relative to store_dir."""
+    src = Path(photo)
+    if not src.is_file():
+        raise InputError("photo not found", path=src, hint="check the path of --photo")
+    h = hashlib.sha256()
+    with open(src, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    rel = f"{PHOTO_DIR}/{h.hexdigest()}{src.suffix.lower()}"
+    target = Path(store_dir) / rel
+    if not target.exists():  # content-addressed: an existing file is this photo already
+        with atomic_path(target) as tmp:
+            shutil.copyfile(src, tmp)
+    return rel
+
+
+def apply_verdict(tx: Transaction, alert_id: str, *, status: str, by: str, note: str | None = None,
+                  photos: Iterable[str] = (), at: str | None = None, today: dt.date | None = None) -> None:
+    """Change one alert in a pending transaction; ``photos`` are store-relative paths already copied."""
+    a = tx.alerts
+    hit = np.flatnonzero(a["alert_id"].to_numpy() == str(alert_id))
+    if not len(hit):
+        raise AlertNotFoundError(f"no alert {alert_id!r} in the store", ids=[alert_id],
+                                 hint="list alert ids with `gis alerts list`")
+    k = hit[0]
+    row = a.iloc[k]
+    current = row["status"]
+    check_transition(alert_id, current, status)
+    at = at or now_iso()
+    day = (today or dt.date.today()).isoformat()
+    changes: dict[str, Any] = {}
+    if status != current:
+        changes["status"] = status
+        changes["status_since"] = day
+        if status in VERDICT_STATUSES:
+            changes["verdict"] = status
+            # growth is measured from the area the patrol saw
+            changes["verdict_area_m2"] = float(row["area_m2"])
+            changes["growing"] = False
+    if note is not None and note != row["note"]:
+        changes["note"] = note
+    existing = [p for p in row["photos"].split(";") if p]
+    added = [p for p in photos if p not in existing]
+    if added:
+        changes["photos"] = ";".join(existing + added)
+    if not changes:
+        return
+    for col, new in changes.items():
+        if col not in ("status_since", "verdict_area_m2", "growing"):
+            tx.event(alert_id, "set", col, row[col], new, by=by)
+    changes.update(updated_by=by, updated_at=at, rev=int(row["rev"]) + 1)
+    for col, new in changes.items():
+        a.at[a.index[k], col] = new
+    tx.alerts = a
+
+
+def set_alert(store: AlertStore, alert_id: str, *, status: str | None = None, by: str,
+              note: str | None = None, photos: Iterable[str | os.PathLike] = (),
+              today: dt.date | None = None) -> gpd.GeoSeries:
+    """Record a status/verdict, note and photos for one alert; return the updated alert."""
+    if not by or not str(by).strip():
+        raise InputError("who set the verdict is required", hint="pass --by NAME")
+    current = store.alert(alert_id)  # raises AlertNotFoundError before copying anything
+    check_transition(alert_id, current["status"], status or current["status"])
+    stored = [store_photo(store.store_dir, p) for p in photos]
+    with store.transaction(by=by, command=f"alerts set {alert_id}") as tx:
+        apply_verdict(tx, alert_id, status=status or current["status"], by=by, note=note,
+                      photos=stored, today=today)
+        for src, rel in zip(photos, stored):
+            tx.event(alert_id, "photo", "photos", Path(src).name, rel, by=by)
+    return store.alert(alert_id)

@@ -1,0 +1,281 @@
+"""A monitoring workspace: one folder with a ``gis.toml`` describing it.
+
+The toml names the layers, the imagery epochs by survey date, per-project
+freeze dates, the alert store, thresholds and the working CRS. Paths in it
+are relative to the workspace folder, so a workspace can be copied or moved
+as a whole. :func:`init_workspace` writes a commented file;
+:func:`load_workspace` reads and validates it before any work starts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+try:  # Python 3.11+
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+from gis.atomic import write_text_atomic
+from gis.errors import WorkspaceError
+
+TOML_NAME = "gis.toml"
+
+#: Defaults for [thresholds]; the comments in the written file explain each.
+DEFAULT_THRESHOLDS: dict[str, float] = {
+    "overlap_ratio": 0.3,
+    "growth": 0.2,
+    "min_area_m2": 20.0,
+    "waiting_days": 3,
+    "chip_margin_m": 30.0,
+}
+
+
+@dataclass(frozen=True)
+class Epoch:
+    """One aerial survey: its date, orthophoto and optional DSM."""
+
+    date: dt.date
+    ortho: Path
+    dsm: Path | None = None
+
+
+@dataclass(frozen=True)
+class Workspace:
+    root: Path
+    redlines: Path
+    parcels: Path
+    previous_parcels: Path | None
+    inventory: Path | None
+    epochs: list[Epoch]
+    store: Path
+    working_crs: str
+    thresholds: dict[str, float]
+    lang: str = "zh"
+    freeze_dates: dict[str, dt.date] = field(default_factory=dict)
+    out: Path | None = None
+
+    @property
+    def toml(self) -> Path:
+        return self.root / TOML_NAME
+
+    @property
+    def store_dir(self) -> Path:
+        return self.store.parent
+
+    def epoch(self, date: dt.date | str | None = None) -> Epoch:
+        """The epoch of ``date`` (ISO string or date), or the latest one."""
+        if not self.epochs:
+            raise WorkspaceError("the workspace has no imagery epochs", path=self.toml,
+                                 hint="add an [[epochs]] entry with date and ortho")
+        if date is None:
+            return self.epochs[-1]
+        want = _as_date(date, "epoch", self.toml)
+        for e in self.epochs:
+            if e.date == want:
+                return e
+        raise WorkspaceError(f"no epoch dated {want.isoformat()}", path=self.toml,
+                             hint="use one of " + ", ".join(e.date.isoformat() for e in self.epochs))
+
+    def previous_epoch(self, epoch: Epoch) -> Epoch | None:
+        earlier = [e for e in self.epochs if e.date < epoch.date]
+        return earlier[-1] if earlier else None
+
+
+def _as_date(value: Any, what: str, path: Path) -> dt.date:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value).strip())
+    except ValueError:
+        raise WorkspaceError(f"{what}: {value!r} is not a date", path=path,
+                             hint="write dates as YYYY-MM-DD") from None
+
+
+def _rel(path: str | os.PathLike | None, root: Path) -> str:
+    if path is None or str(path) == "":
+        return ""
+    p = Path(path)
+    if not p.is_absolute():
+        return p.as_posix()
+    return Path(os.path.relpath(p.resolve(), root.resolve())).as_posix()
+
+
+def _q(value: str) -> str:
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def init_workspace(
+    directory: str | os.PathLike,
+    *,
+    redlines: str | os.PathLike | None = None,
+    parcels: str | os.PathLike | None = None,
+    previous_parcels: str | os.PathLike | None = None,
+    inventory: str | os.PathLike | None = None,
+    epochs: Iterable[tuple] = (),
+    freeze_dates: Mapping[str, Any] | None = None,
+    working_crs: str = "EPSG:4547",
+    store: str = "store.gpkg",
+    out: str = "out",
+    thresholds: Mapping[str, float] | None = None,
+    lang: str = "zh",
+    overwrite: bool = False,
+) -> Path:
+    """Write a commented ``gis.toml`` in ``directory`` and return its path.
+
+    ``epochs`` are ``(date, ortho)`` or ``(date, ortho, dsm)`` tuples. Absolute
+    paths are stored relative to the workspace folder.
+    """
+    root = Path(directory)
+    root.mkdir(parents=True, exist_ok=True)
+    target = root / TOML_NAME
+    if target.exists() and not overwrite:
+        raise WorkspaceError("a workspace already exists here", path=target,
+                             hint="edit it, or pass --force to write a new one")
+    th = {**DEFAULT_THRESHOLDS, **(thresholds or {})}
+    lines = [
+        "# gis workspace: land clearance and illegal-construction monitoring.",
+        "# Paths are relative to this folder, so the folder can be copied or moved.",
+        "",
+        "# Projected CRS in which all areas and overlaps are computed (CGCS2000 Gauss-Kruger).",
+        f"working_crs = {_q(working_crs)}",
+        "# Language of labels people read: zh or en.",
+        f"lang = {_q(lang)}",
+        "# Alert store (GeoPackage). Chips and field photos live in its folder.",
+        f"store = {_q(store)}",
+        "# Folder for maps, bulletins and figure tables written by `gis weekly`.",
+        f"out = {_q(out)}",
+        "",
+        "[layers]",
+        "# Project red lines (项目红线); a freeze_date (冻结日期) column sets each project's freeze date.",
+        f"redlines = {_q(_rel(redlines, root) or 'layers/redlines.gpkg')}",
+        "# Cadastral parcels (宗地) with their clearance status.",
+        f"parcels = {_q(_rel(parcels, root) or 'layers/parcels.gpkg')}",
+        "# Parcels as of the previous bulletin (for the progress ratio); empty when none.",
+        f"previous_parcels = {_q(_rel(previous_parcels, root))}",
+        "# Structure inventory (房屋摸底); empty when none.",
+        f"inventory = {_q(_rel(inventory, root))}",
+        "",
+        "# Imagery epochs, one [[epochs]] block per survey date (航拍). dsm is optional.",
+    ]
+    epoch_list = sorted((tuple(e) for e in epochs), key=lambda e: str(e[0]))
+    for e in epoch_list:
+        date = _as_date(e[0], "epoch", target)
+        lines += ["[[epochs]]", f"date = {date.isoformat()}", f"ortho = {_q(_rel(e[1], root))}"]
+        if len(e) > 2 and e[2]:
+            lines.append(f"dsm = {_q(_rel(e[2], root))}")
+        lines.append("")
+    if not epoch_list:
+        lines += ["# [[epochs]]", "# date = 2026-05-01", '# ortho = "imagery/2026-05-01.tif"',
+                  '# dsm = "imagery/2026-05-01_dsm.tif"', ""]
+    lines += [
+        "# Freeze dates (冻结日) that override the red-line layer's freeze_date column.",
+        "# Structures built or crops planted after it are not compensated.",
+        "[freeze_dates]",
+    ]
+    for pid, d in sorted((freeze_dates or {}).items()):
+        lines.append(f"{_q(pid)} = {_as_date(d, 'freeze date', target).isoformat()}")
+    if not freeze_dates:
+        lines.append('# "P-001" = 2026-04-01')
+    lines += [
+        "",
+        "[thresholds]",
+        "# A change overlapping an alert by at least this share of the smaller one is the same alert.",
+        f"overlap_ratio = {th['overlap_ratio']}",
+        "# An alert grows when its area exceeds the area at verdict (or first sighting) by this share.",
+        f"growth = {th['growth']}",
+        "# Changes smaller than this (m2) are not alerts.",
+        f"min_area_m2 = {th['min_area_m2']}",
+        "# Alerts waiting longer than this (days) for a verdict are listed in the summary.",
+        f"waiting_days = {th['waiting_days']}",
+        "# Imagery margin around an alert in its before/after chips (m).",
+        f"chip_margin_m = {th['chip_margin_m']}",
+        "",
+    ]
+    write_text_atomic(target, "\n".join(lines))
+    return target
+
+
+def load_workspace(directory: str | os.PathLike) -> Workspace:
+    """Read and validate ``DIR/gis.toml`` (or a toml path given directly)."""
+    p = Path(directory)
+    toml_path = p if p.suffix == ".toml" else p / TOML_NAME
+    root = toml_path.parent
+    if not toml_path.exists():
+        raise WorkspaceError("no gis.toml in the workspace folder", path=toml_path,
+                             hint=f"create one with `gis init {root}`")
+    try:
+        cfg = tomllib.loads(toml_path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise WorkspaceError(f"gis.toml is not valid TOML ({exc})", path=toml_path,
+                             hint="fix the line named above") from None
+
+    missing: list[str] = []
+
+    def path_of(value: Any, what: str, required: bool) -> Path | None:
+        if value is None or str(value).strip() == "":
+            if required:
+                missing.append(f"{what} (not set)")
+            return None
+        full = (root / str(value)).resolve() if not Path(str(value)).is_absolute() else Path(value)
+        if not full.exists():
+            missing.append(f"{what} = {value}")
+        return full
+
+    layers = cfg.get("layers", {})
+    redlines = path_of(layers.get("redlines"), "layers.redlines", True)
+    parcels = path_of(layers.get("parcels"), "layers.parcels", True)
+    previous = path_of(layers.get("previous_parcels"), "layers.previous_parcels", False)
+    inventory = path_of(layers.get("inventory"), "layers.inventory", False)
+
+    epochs = []
+    for i, e in enumerate(cfg.get("epochs", [])):
+        if "date" not in e or "ortho" not in e:
+            raise WorkspaceError(f"epoch #{i + 1} needs both date and ortho", path=toml_path,
+                                 hint="write date = YYYY-MM-DD and ortho = \"path.tif\"")
+        date = _as_date(e["date"], f"epoch #{i + 1}", toml_path)
+        ortho = path_of(e["ortho"], f"epochs[{date}].ortho", True)
+        dsm = path_of(e.get("dsm"), f"epochs[{date}].dsm", False)
+        epochs.append(Epoch(date, ortho, dsm))
+    dates = [e.date for e in epochs]
+    if len(set(dates)) != len(dates):
+        dup = sorted({d.isoformat() for d in dates if dates.count(d) > 1})
+        raise WorkspaceError("two epochs share a survey date", path=toml_path, ids=dup,
+                             hint="keep one [[epochs]] block per date")
+    if missing:
+        raise WorkspaceError("paths in gis.toml do not exist", path=toml_path, ids=missing,
+                             hint="fix these paths (relative to the workspace folder) and run again")
+
+    thresholds = dict(DEFAULT_THRESHOLDS)
+    for k, v in cfg.get("thresholds", {}).items():
+        if k not in DEFAULT_THRESHOLDS or not isinstance(v, (int, float)) or v < 0:
+            raise WorkspaceError(f"thresholds.{k} = {v!r} is not understood", path=toml_path,
+                                 hint="use non-negative numbers for: " + ", ".join(DEFAULT_THRESHOLDS))
+        thresholds[k] = float(v)
+    freeze = {str(k): _as_date(v, f"freeze_dates.{k}", toml_path)
+              for k, v in cfg.get("freeze_dates", {}).items()}
+    lang = str(cfg.get("lang", "zh"))
+    if lang not in ("zh", "en"):
+        raise WorkspaceError(f"lang = {lang!r}", path=toml_path, hint='use "zh" or "en"')
+    store = root / str(cfg.get("store", "store.gpkg"))
+    return Workspace(
+        root=root.resolve(),
+        redlines=redlines,
+        parcels=parcels,
+        previous_parcels=previous,
+        inventory=inventory,
+        epochs=sorted(epochs, key=lambda e: e.date),
+        store=store.resolve(),
+        working_crs=str(cfg.get("working_crs", "EPSG:4547")),
+        thresholds=thresholds,
+        lang=lang,
+        freeze_dates=freeze,
+        out=(root / str(cfg.get("out", "out"))).resolve(),
+    )
