@@ -1,0 +1,57 @@
+"""``gis overlay``: parcels x red lines, clearance figures, rankings."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import click
+
+from gis.cli.options import crs_option, working_crs_option
+from gis.pipeline import clearance, write_clearance
+
+
+@click.command()
+@click.option("--redlines", required=True, type=click.Path(path_type=Path), help="Red-line layer (项目红线).")
+@click.option("--parcels", required=True, type=click.Path(path_type=Path), help="Parcel layer (宗地).")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Output GeoPackage.")
+@click.option("--xlsx", type=click.Path(path_type=Path), default=None,
+              help="Also write the figure tables as an Excel workbook with Chinese headers.")
+@click.option("--previous", type=click.Path(path_type=Path), default=None,
+              help="Previous snapshot of the parcel layer, for the progress ratio (进度占比率).")
+@click.option("--as-of", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="Date the figures are counted at, for overdue projects (default: today).")
+@crs_option
+@working_crs_option
+def overlay(redlines, parcels, out, xlsx, previous, as_of, source_crs, working_crs):
+    """Split parcels by red lines and count clearance progress.
+
+    Writes layer parcel_pieces and tables project_figures and
+    district_figures (ranked, with red and black lists) to OUT.
+
+    \b
+    Example:
+      gis overlay --redlines layers/demo/redlines.gpkg --parcels layers/demo/parcels.gpkg \\
+          --previous layers/demo/parcels_previous.gpkg --out maps/figures.gpkg --xlsx maps/figures.xlsx
+    """
+    as_of_date = as_of.date() if as_of else dt.date.today()
+    c = clearance(redlines, parcels, previous=previous, as_of=as_of_date,
+                  source_crs=source_crs, working_crs=working_crs)
+    write_clearance(c, out, xlsx=xlsx)
+    for report in c.reports:
+        for r in report.repairs:
+            click.echo(f"repaired {report.kind} {r['id']}: {r['reason']}", err=True)
+    click.echo(f"{len(c.pieces)} parcel pieces in {len(c.projects)} projects, "
+               f"{len(c.districts)} districts (CRS {c.crs.to_string()}) -> {out}")
+    click.echo(_summary(c))
+    if xlsx:
+        click.echo(f"Excel workbook -> {xlsx}")
+
+
+def _summary(c) -> str:
+    lines = ["district      rank  completion  clean land  total mu  list"]
+    for _, d in c.districts.iterrows():
+        rate = "-" if d["completion_rate"] != d["completion_rate"] else f"{d['completion_rate']:.1%}"
+        clean = "-" if d["clean_land_rate"] != d["clean_land_rate"] else f"{d['clean_land_rate']:.1%}"
+        lines.append(f"{d['district']:<10}  {d['rank']:>4}  {rate:>10}  {clean:>10}  {d['total_mu']:>8.2f}  {d['list']}")
+    return "\n".join(lines)

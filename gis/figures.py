@@ -1,0 +1,179 @@
+"""Clearance figures: per project, per district, rankings and red/black lists.
+
+Definitions (DOMAIN.md, from the mobilisation speeches):
+
+- completion rate (征地完成率) = acquired area (status compensated or later) /
+  total area of the parcels inside red lines;
+- clean-land rate (净地率) = delivered area / total area;
+- counts still to clear = houses, households, graves, special crops and
+  attachments of parcels not yet demolished, pro-rated by the share of the
+  parcel that lies inside;
+- progress ratio (进度占比率) = projects with any parcel status change since
+  the previous snapshot / all projects (有进度项目个数 ÷ 总项目个数);
+- ranking (红黑榜): districts by completion rate (1 = best; ties by clean-land
+  rate, then name); top three the red list, bottom three the black list;
+- overdue: deadline passed and not all land delivered.
+
+A project counts the land of its own pieces. A district counts each piece of
+land once, even where red lines overlap, and by the *parcel's* district.
+Rates are computed from square metres, never from rounded mu.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+
+from gis.overlay import parcel_inside_area
+from gis.schema import ACQUIRED_FROM, CLEARED_FROM, COUNT_COLUMNS, DELIVERED, STATUS_RANK, m2_to_mu
+
+#: Size of each of the red and black lists.
+LIST_SIZE = 3
+
+FIGURE_COLUMNS = [
+    "total_mu", "acquired_mu", "delivered_mu", "completion_rate", "clean_land_rate",
+    *(f"{c}_left" for c in COUNT_COLUMNS),
+]
+
+
+def _area_sums(frame: pd.DataFrame, area_m2: np.ndarray, share: np.ndarray, by: str) -> pd.DataFrame:
+    """Sum areas by status class and pro-rated counts left, grouped by ``by``."""
+    rank = frame["status"].map(STATUS_RANK).to_numpy()
+    data = {
+        by: frame[by].to_numpy(),
+        "total_m2": area_m2,
+        "acquired_m2": np.where(rank >= ACQUIRED_FROM, area_m2, 0.0),
+        "delivered_m2": np.where(rank >= DELIVERED, area_m2, 0.0),
+    }
+    not_cleared = rank < CLEARED_FROM
+    for c in COUNT_COLUMNS:
+        data[f"{c}_left"] = np.where(not_cleared, frame[c].to_numpy() * share, 0.0)
+    return pd.DataFrame(data).groupby(by, sort=True).sum()
+
+
+def _finish(sums: pd.DataFrame) -> pd.DataFrame:
+    out = pd.DataFrame(index=sums.index)
+    total = sums["total_m2"].to_numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["total_mu"] = m2_to_mu(total)
+        out["acquired_mu"] = m2_to_mu(sums["acquired_m2"].to_numpy())
+        out["delivered_mu"] = m2_to_mu(sums["delivered_m2"].to_numpy())
+        out["completion_rate"] = np.where(total > 0, sums["acquired_m2"] / total, np.nan)
+        out["clean_land_rate"] = np.where(total > 0, sums["delivered_m2"] / total, np.nan)
+    for c in COUNT_COLUMNS:
+        out[f"{c}_left"] = sums[f"{c}_left"].to_numpy()
+    out["_total_m2"] = total
+    out["_delivered_m2"] = sums["delivered_m2"].to_numpy()
+    return out
+
+
+def progressed_projects(
+    pieces: gpd.GeoDataFrame, parcels: pd.DataFrame, previous: pd.DataFrame | None
+) -> pd.Series | None:
+    """Per project: did any of its parcels change status since ``previous``?
+
+    A parcel missing from the previous snapshot counts as ``not_started``
+    there. ``None`` when there is no previous snapshot to compare with.
+    """
+    if previous is None:
+        return None
+    before = previous.set_index("parcel_id")["status"]
+    now = parcels.set_index("parcel_id")["status"]
+    was = before.reindex(now.index).fillna("not_started")
+    changed_parcels = set(now.index[(was != now).to_numpy()])
+    changed = pieces["parcel_id"].isin(changed_parcels)
+    return changed.groupby(pieces["project_id"]).any()
+
+
+def project_figures(
+    pieces: gpd.GeoDataFrame,
+    parcels: pd.DataFrame,
+    redlines: pd.DataFrame,
+    *,
+    previous: pd.DataFrame | None = None,
+    as_of: dt.date | None = None,
+) -> pd.DataFrame:
+    """One row per project (every red line, even those with no parcels)."""
+    as_of = as_of or dt.date.today()
+    counts = parcels[["parcel_id", *COUNT_COLUMNS]].set_index("parcel_id")
+    rows = pieces[["project_id", "parcel_id", "status"]].join(counts, on="parcel_id")
+    figs = _finish(_area_sums(rows, pieces["area_m2"].to_numpy(), pieces["share"].to_numpy(), "project_id"))
+
+    meta_cols = [c for c in ("project_id", "name", "district", "project_type", "leader", "unit",
+                             "deadline", "freeze_date", "funded") if c in redlines.columns]
+    out = pd.DataFrame(redlines[meta_cols]).set_index("project_id").join(figs, how="left")
+    out[[c for c in FIGURE_COLUMNS if c not in ("completion_rate", "clean_land_rate")]] = (
+        out[[c for c in FIGURE_COLUMNS if c not in ("completion_rate", "clean_land_rate")]].fillna(0.0))
+    out[["_total_m2", "_delivered_m2"]] = out[["_total_m2", "_delivered_m2"]].fillna(0.0)
+    deadline = pd.to_datetime(out["deadline"]) if "deadline" in out else pd.Series(pd.NaT, index=out.index)
+    past = (deadline.dt.date < as_of).fillna(False).to_numpy(dtype=bool)
+    out["overdue"] = past & (out["_delivered_m2"] < out["_total_m2"]).to_numpy()
+    progressed = progressed_projects(pieces, parcels, previous)
+    out["progressed"] = (progressed.reindex(out.index).fillna(False).astype(bool)
+                         if progressed is not None else pd.NA)
+    out = out.drop(columns=["_total_m2", "_delivered_m2"]).reset_index()
+    return out.sort_values("project_id", kind="stable").reset_index(drop=True)
+
+
+def district_figures(
+    pieces: gpd.GeoDataFrame,
+    parcels: pd.DataFrame,
+    redlines: pd.DataFrame,
+    projects: pd.DataFrame,
+) -> pd.DataFrame:
+    """One row per district: land counted once, ranked, with red/black lists.
+
+    ``projects`` is the output of :func:`project_figures` (for the progress
+    ratio and overdue counts, by the project's own district).
+    """
+    area = parcel_inside_area(pieces, len(parcels))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(area > 0, area / parcels.geometry.area.to_numpy(), 0.0)
+    touched = area > 0
+    frame = pd.DataFrame(parcels.drop(columns=parcels.geometry.name))[touched]
+    figs = _finish(_area_sums(frame, area[touched], np.minimum(share[touched], 1.0), "district"))
+
+    proj = projects.groupby("district").agg(
+        projects=("project_id", "size"),
+        projects_progressed=("progressed", lambda s: s.sum() if s.notna().all() else np.nan),
+        overdue_projects=("overdue", "sum"),
+    )
+    districts = sorted(set(figs.index) | set(proj.index))
+    out = figs.reindex(districts)
+    out[[c for c in out.columns if c not in ("completion_rate", "clean_land_rate")]] = (
+        out[[c for c in out.columns if c not in ("completion_rate", "clean_land_rate")]].fillna(0.0))
+    out = out.join(proj, how="left")
+    out["projects"] = out["projects"].fillna(0).astype(int)
+    out["overdue_projects"] = out["overdue_projects"].fillna(0).astype(int)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["progress_ratio"] = np.where(out["projects"] > 0,
+                                         out["projects_progressed"] / out["projects"], np.nan)
+    out = out.drop(columns=["_total_m2", "_delivered_m2"])
+    out.index.name = "district"
+    return rank_districts(out.reset_index())
+
+
+def rank_districts(figs: pd.DataFrame, *, size: int = LIST_SIZE) -> pd.DataFrame:
+    """Rank by completion rate (ties: clean-land rate, then name) and mark the lists.
+
+    Districts with no land in any red line have no rate and rank last. With
+    fewer than ``2 * size`` districts the lists shrink so that no district is
+    on both: each takes at most half.
+    """
+    key = pd.DataFrame({
+        "c": -figs["completion_rate"].fillna(-1.0),
+        "k": -figs["clean_land_rate"].fillna(-1.0),
+        "n": figs["district"].astype(str),
+    })
+    order = key.sort_values(["c", "k", "n"], kind="stable").index
+    ranked = figs.loc[order].reset_index(drop=True)
+    ranked["rank"] = np.arange(1, len(ranked) + 1)
+    n = min(size, len(ranked) // 2)
+    ranked["list"] = ""
+    if n:
+        ranked.loc[: n - 1, "list"] = "red"
+        ranked.loc[len(ranked) - n:, "list"] = "black"
+    return ranked

@@ -1,0 +1,175 @@
+"""The clearance pipeline: layers -> overlay -> figures, and writing them.
+
+:func:`clearance` chains the stages; the CLI and the weekly run call it.
+:func:`write_clearance` writes the GeoPackage (and optional Excel workbook)
+atomically: an interrupted write leaves the previous files untouched.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import pandas as pd
+import pyogrio
+from pyproj import CRS
+
+from gis import layers
+from gis.atomic import atomic_path
+from gis.figures import district_figures, project_figures
+from gis.overlay import PIECE_COLUMNS, overlay_parcels
+from gis.schema import FIGURE_HEADERS_ZH, LIST_LABELS_ZH
+
+log = logging.getLogger(__name__)
+
+Source = str | os.PathLike | gpd.GeoDataFrame
+
+
+@dataclass
+class Clearance:
+    """Everything the maps and the bulletin need about clearance progress."""
+
+    redlines: gpd.GeoDataFrame
+    parcels: gpd.GeoDataFrame
+    pieces: gpd.GeoDataFrame
+    projects: pd.DataFrame
+    districts: pd.DataFrame
+    crs: CRS
+    as_of: dt.date
+    inventory: gpd.GeoDataFrame | None = None
+    previous: gpd.GeoDataFrame | None = None
+    reports: list = field(default_factory=list)
+
+
+def load_layers(
+    redlines: Source,
+    parcels: Source,
+    *,
+    previous: Source | None = None,
+    inventory: Source | None = None,
+    source_crs: Any = None,
+    working_crs: Any = None,
+) -> dict[str, gpd.GeoDataFrame | None]:
+    """Read and validate the layers into one working CRS (red lines' first)."""
+    crs = layers.common_working_crs([redlines, parcels, inventory], source_crs=source_crs,
+                                    working_crs=working_crs)
+    kw = {"source_crs": source_crs, "working_crs": crs}
+    out = {
+        "redlines": layers.read_redlines(redlines, **kw),
+        "parcels": layers.read_parcels(parcels, **kw),
+        "previous": None if previous is None else layers.read_parcels(previous, **kw),
+        "inventory": None if inventory is None else layers.read_inventory(inventory, **kw),
+    }
+    return out
+
+
+def clearance(
+    redlines: Source,
+    parcels: Source,
+    *,
+    previous: Source | None = None,
+    inventory: Source | None = None,
+    as_of: dt.date | None = None,
+    source_crs: Any = None,
+    working_crs: Any = None,
+    threads: int | None = None,
+) -> Clearance:
+    """Read, overlay and count. Sources may be paths or GeoDataFrames."""
+    as_of = as_of or dt.date.today()
+    lyr = load_layers(redlines, parcels, previous=previous, inventory=inventory,
+                      source_crs=source_crs, working_crs=working_crs)
+    red, par = lyr["redlines"], lyr["parcels"]
+    pieces = overlay_parcels(par, red, threads=threads)
+    projects = project_figures(pieces, par, red, previous=lyr["previous"], as_of=as_of)
+    districts = district_figures(pieces, par, red, projects)
+    reports = [g.attrs.get("report") for g in lyr.values() if g is not None]
+    return Clearance(redlines=red, parcels=par, pieces=pieces, projects=projects,
+                     districts=districts, crs=red.crs, as_of=as_of,
+                     inventory=lyr["inventory"], previous=lyr["previous"], reports=reports)
+
+
+# --- writing ----------------------------------------------------------------
+
+PROJECT_TABLE = ["project_id", "name", "district", "project_type", "total_mu", "acquired_mu",
+                 "delivered_mu", "completion_rate", "clean_land_rate", "houses_left",
+                 "households_left", "graves_left", "special_crops_left", "attachments_left",
+                 "deadline", "overdue", "progressed"]
+DISTRICT_TABLE = ["district", "total_mu", "acquired_mu", "delivered_mu", "completion_rate",
+                  "clean_land_rate", "houses_left", "households_left", "graves_left",
+                  "special_crops_left", "attachments_left", "projects", "projects_progressed",
+                  "progress_ratio", "overdue_projects", "rank", "list"]
+
+
+def project_table(c: Clearance) -> pd.DataFrame:
+    return c.projects[[col for col in PROJECT_TABLE if col in c.projects.columns]]
+
+
+def district_table(c: Clearance) -> pd.DataFrame:
+    return c.districts[[col for col in DISTRICT_TABLE if col in c.districts.columns]]
+
+
+def write_clearance(c: Clearance, out_gpkg: str | os.PathLike, *, xlsx: str | os.PathLike | None = None) -> Path:
+    """``parcel_pieces`` layer and the two figure tables, in one new GeoPackage.
+
+    The file is built beside the target and renamed over it, so readers see
+    either the old or the new file, never a half-written one.
+    """
+    out_gpkg = Path(out_gpkg)
+    with atomic_path(out_gpkg) as tmp:
+        pieces = c.pieces[[*PIECE_COLUMNS, "geometry"]]
+        pieces.to_file(tmp, layer="parcel_pieces", driver="GPKG", engine="pyogrio")
+        pyogrio.write_dataframe(_for_file(project_table(c)), tmp, layer="project_figures", append=False)
+        pyogrio.write_dataframe(_for_file(district_table(c)), tmp, layer="district_figures")
+    if xlsx is not None:
+        write_figures_xlsx(c, xlsx)
+    return out_gpkg
+
+
+def _for_file(df: pd.DataFrame) -> pd.DataFrame:
+    """Nullable columns as plain ones GDAL can store."""
+    out = df.copy()
+    for col in out.columns:
+        if out[col].dtype == object and out[col].map(lambda v: isinstance(v, bool) or v is pd.NA).all():
+            out[col] = out[col].map(lambda v: None if v is pd.NA else bool(v))
+    return out
+
+
+def write_figures_xlsx(c: Clearance, out: str | os.PathLike) -> Path:
+    """The figure tables with Chinese headers, rates as percentages, mu to 2 decimals."""
+    from openpyxl.styles import Alignment, Font, PatternFill
+
+    proj = project_table(c).copy()
+    dist = district_table(c).copy()
+    dist["list"] = dist["list"].map(LIST_LABELS_ZH)
+    for df in (proj, dist):
+        for col in ("overdue", "progressed"):
+            if col in df:
+                df[col] = df[col].map(lambda v: "" if v is pd.NA or v is None else ("是" if v else "否"))
+        if "deadline" in df:
+            df["deadline"] = pd.to_datetime(df["deadline"]).dt.date
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        with pd.ExcelWriter(tmp, engine="openpyxl") as xl:
+            for name, df in (("项目进度", proj), ("区县排名", dist)):
+                df.rename(columns=FIGURE_HEADERS_ZH).to_excel(xl, sheet_name=name, index=False)
+                ws = xl.sheets[name]
+                for j, col in enumerate(df.columns, start=1):
+                    ws.cell(1, j).font = Font(bold=True)
+                    ws.cell(1, j).fill = PatternFill("solid", fgColor="DDEBF7")
+                    ws.cell(1, j).alignment = Alignment(wrap_text=True, vertical="center")
+                    ws.column_dimensions[ws.cell(1, j).column_letter].width = 14
+                    fmt = ("0.00%" if col.endswith("rate") or col == "progress_ratio"
+                           else "0.00" if col.endswith("_mu") or col.endswith("_left") else None)
+                    if fmt:
+                        for row in range(2, len(df) + 2):
+                            ws.cell(row, j).number_format = fmt
+                ws.freeze_panes = "B2"
+            meta = pd.DataFrame({"项目": ["统计日期", "坐标系"],
+                                 "值": [c.as_of.isoformat(), c.crs.to_string()]})
+            meta.to_excel(xl, sheet_name="说明", index=False)
+    return out
