@@ -1,0 +1,271 @@
+/* gis clearance map: decodes the embedded data and draws it with Leaflet.
+ *
+ * Written for the gis package (gis/maps.py inlines it into each map).
+ * Every text that comes from the layers is put into the page with
+ * textContent, never innerHTML, so a parcel owner called "<script>..." shows
+ * as text. Parcels are drawn on one canvas with one style object per status
+ * (no per-feature style function: that is what makes 100k parcels fast).
+ */
+(function () {
+  'use strict';
+  var D = JSON.parse(document.getElementById('gis-data').textContent);
+  var T = D.labels;
+
+  function col(c, i) {
+    if (c === undefined || c === null) return '';
+    var v = Array.isArray(c) ? c[i] : c.k[c.v[i]];
+    return v === null || v === undefined ? '' : v;
+  }
+
+  // Flat delta-encoded integer coordinates -> per feature arrays of L.LatLng
+  // in Leaflet's multipolygon nesting [[outer, hole...], ...].
+  function decode(enc) {
+    var c = enc.coords, n = c.length / 2, pts = new Array(n);
+    var x = enc.base[0], y = enc.base[1];
+    for (var k = 0; k < n; k++) {
+      x += c[2 * k]; y += c[2 * k + 1];
+      pts[k] = new L.LatLng(y / 1e6, x / 1e6);
+    }
+    var rings = enc.rings, parts = enc.parts, geoms = enc.geoms, out = new Array(geoms.length - 1);
+    for (var g = 0; g < geoms.length - 1; g++) {
+      var polys = [];
+      for (var p = geoms[g]; p < geoms[g + 1]; p++) {
+        var rs = [];
+        for (var r = parts[p]; r < parts[p + 1]; r++) rs.push(pts.slice(rings[r], rings[r + 1]));
+        polys.push(rs);
+      }
+      out[g] = polys.length === 1 ? polys[0] : polys;
+    }
+    return out;
+  }
+
+  function table(rows) {
+    var t = document.createElement('table');
+    t.className = 'gis-popup-table';
+    rows.forEach(function (r) {
+      if (r[1] === '' || r[1] === null || r[1] === undefined) return;
+      var tr = t.insertRow(), th = document.createElement('th'), td = tr.insertCell();
+      th.textContent = r[0];
+      tr.insertBefore(th, td);
+      td.textContent = String(r[1]);
+    });
+    return t;
+  }
+  function popupBox(title, rows) {
+    var div = document.createElement('div');
+    div.className = 'gis-popup';
+    var h = document.createElement('h4');
+    h.textContent = title;
+    div.appendChild(h);
+    div.appendChild(table(rows));
+    return div;
+  }
+  function fmt(v, digits) { return (v === '' || v === null) ? '' : Number(v).toFixed(digits); }
+  function pct(v) { return (v === '' || v === null) ? '' : (100 * Number(v)).toFixed(1) + '%'; }
+  function area(m2) {
+    if (m2 === '' || m2 === null) return '';
+    return fmt(m2, 1) + ' ' + T.m2 + ' / ' + fmt(m2 / D.m2PerMu, 2) + ' ' + T.mu;
+  }
+  function yesno(v) { return v === '' ? '' : (Number(v) ? T.yes : T.no); }
+
+  var map = L.map('map', { preferCanvas: true, zoomControl: true, maxZoom: 22, minZoom: 5,
+                           zoomSnap: 0.25 });
+  var renderer = L.canvas({ padding: 0.3, tolerance: 2 });
+  window.gisMap = map;
+
+  // --- base layers ----------------------------------------------------------
+  var bases = {};
+  var blank = L.layerGroup();
+  if (D.ortho) {
+    var ortho = L.imageOverlay(D.ortho.url, D.ortho.bounds, { interactive: false });
+    bases[T.ortho + (D.ortho.label ? ' ' + D.ortho.label : '')] = ortho;
+    ortho.addTo(map);
+  } else {
+    blank.addTo(map);
+  }
+  bases[T.blank] = blank;
+
+  // --- parcels --------------------------------------------------------------
+  var P = D.parcels, statusStyles = D.statusOrder.map(function (s) {
+    return { renderer: renderer, fillColor: D.statusColours[s], fillOpacity: D.ortho ? 0.6 : 0.8,
+             color: '#5a5a5a', weight: 0.6, opacity: 0.9 };
+  });
+  var parcelShapes = decode(P.geom), parcelLayers = new Array(parcelShapes.length);
+  for (var i = 0; i < parcelShapes.length; i++) {
+    var lyr = L.polygon(parcelShapes[i], statusStyles[P.status[i]]);
+    lyr.gisIndex = i;
+    parcelLayers[i] = lyr;
+  }
+  var parcels = L.featureGroup(parcelLayers);
+  function parcelPopup(i) {
+    var c = P.cols, st = D.statusOrder[P.status[i]];
+    return popupBox(T.parcel + ' ' + col(c.parcel_id, i), [
+      [T.status, D.statusLabels[st]], [T.status_date, col(c.status_date, i)],
+      [T.district, col(c.district, i)], [T.owner_type, col(c.owner_type, i)],
+      [T.land_use, col(c.land_use, i)], [T.area, area(col(c.area_m2, i))],
+      [T.projects_of, col(c.projects, i)],
+      [T.houses, col(c.houses, i)], [T.households, col(c.households, i)],
+      [T.graves, col(c.graves, i)], [T.special_crops, col(c.special_crops, i)],
+      [T.attachments, col(c.attachments, i)]]);
+  }
+  parcels.on('click', function (e) {
+    L.popup({ maxWidth: 360 }).setLatLng(e.latlng).setContent(parcelPopup(e.layer.gisIndex)).openOn(map);
+  });
+  parcels.addTo(map);
+
+  // --- red lines --------------------------------------------------------------
+  var R = D.redlines, redShapes = decode(R.geom), redLayers = [];
+  function projectPopup(i) {
+    var c = R.cols;
+    return popupBox(col(c.name, i) || col(c.project_id, i), [
+      [T.project_id, col(c.project_id, i)], [T.district, col(c.district, i)],
+      [T.project_type, col(c.project_type, i)], [T.leader, col(c.leader, i)],
+      [T.unit, col(c.unit, i)], [T.deadline, col(c.deadline, i)],
+      [T.freeze_date, col(c.freeze_date, i)],
+      [T.total_mu, fmt(col(c.total_mu, i), 2) + ' ' + T.mu],
+      [T.acquired_mu, fmt(col(c.acquired_mu, i), 2) + ' ' + T.mu],
+      [T.delivered_mu, fmt(col(c.delivered_mu, i), 2) + ' ' + T.mu],
+      [T.completion_rate, pct(col(c.completion_rate, i))],
+      [T.clean_land_rate, pct(col(c.clean_land_rate, i))],
+      [T.houses_left, col(c.houses_left, i)], [T.households_left, col(c.households_left, i)],
+      [T.graves_left, col(c.graves_left, i)], [T.special_crops_left, col(c.special_crops_left, i)],
+      [T.attachments_left, col(c.attachments_left, i)], [T.overdue, yesno(col(c.overdue, i))]]);
+  }
+  for (var j = 0; j < redShapes.length; j++) {
+    var rl = L.polygon(redShapes[j], { renderer: renderer, color: D.redlineColour, weight: 2.5,
+                                       fill: false, opacity: 1 });
+    rl.gisIndex = j;
+    if (D.projectLabels) {
+      var tip = document.createElement('span');
+      tip.textContent = col(R.cols.name, j) || col(R.cols.project_id, j);
+      rl.bindTooltip(tip, { permanent: true, direction: 'center', className: 'gis-project-label' });
+    }
+    redLayers.push(rl);
+  }
+  var redlines = L.featureGroup(redLayers);
+  redlines.on('click', function (e) {
+    L.popup({ maxWidth: 360 }).setLatLng(e.latlng).setContent(projectPopup(e.layer.gisIndex)).openOn(map);
+  });
+  redlines.addTo(map);
+
+  // --- alerts -----------------------------------------------------------------
+  var A = D.alerts, alerts = L.featureGroup();
+  if (A) {
+    var alertShapes = decode(A.geom);
+    var alertPopup = function (i) {
+      var c = A.cols, kind = col(c.kind, i), st = col(c.status, i);
+      var box = popupBox(T.alert_id + ' ' + col(c.alert_id, i), [
+        [T.kind, D.kindLabels[kind] || kind], [T.status, D.alertStatusLabels[st] || st],
+        [T.verdict, D.alertStatusLabels[col(c.verdict, i)] || col(c.verdict, i)],
+        [T.area, area(col(c.area_m2, i))], [T.first_seen, col(c.first_seen, i)],
+        [T.last_seen, col(c.last_seen, i)],
+        [T.post_freeze, yesno(col(c.post_freeze, i)) +
+          (col(c.freeze_date, i) ? ' (' + T.freeze_date + ' ' + col(c.freeze_date, i) + ')' : '')],
+        [T.growing, yesno(col(c.growing, i))],
+        [T.project_id, col(c.project_id, i)], [T.parcel, col(c.parcel_id, i)],
+        [T.district, col(c.district, i)], [T.confidence, fmt(col(c.confidence, i), 2)],
+        [T.note, col(c.note, i)]]);
+      var chips = A.chips[i];
+      if (chips && (chips[0] || chips[1])) {
+        var row = document.createElement('div');
+        row.className = 'gis-chips';
+        [[T.before, chips[0]], [T.after, chips[1]]].forEach(function (ch) {
+          if (!ch[1] || ch[1].indexOf('data:image/') !== 0) return;
+          var fig = document.createElement('figure'), img = document.createElement('img');
+          var cap = document.createElement('figcaption');
+          img.src = ch[1];
+          cap.textContent = ch[0];
+          fig.appendChild(img);
+          fig.appendChild(cap);
+          row.appendChild(fig);
+        });
+        box.appendChild(row);
+      }
+      return box;
+    };
+    for (var a = 0; a < alertShapes.length; a++) {
+      var kind = col(A.cols.kind, a), st = col(A.cols.status, a);
+      var open = D.openStatuses.indexOf(st) >= 0;
+      var style = { renderer: renderer, fillColor: D.kindColours[kind] || '#888', fillOpacity: open ? 0.85 : 0.35,
+                    color: D.alertStatusColours[st] || '#333', weight: open ? 2.5 : 1.5,
+                    dashArray: open ? null : '4 3', opacity: 1 };
+      var poly = L.polygon(alertShapes[a], style);
+      var dot = L.circleMarker([A.points[2 * a + 1] / 1e6, A.points[2 * a] / 1e6],
+                               L.extend({ radius: open ? 7 : 5 }, style));
+      poly.gisIndex = dot.gisIndex = a;
+      alerts.addLayer(poly);
+      alerts.addLayer(dot);
+    }
+    alerts.on('click', function (e) {
+      L.popup({ maxWidth: 420 }).setLatLng(e.latlng).setContent(alertPopup(e.layer.gisIndex)).openOn(map);
+    });
+    alerts.addTo(map);
+  }
+
+  // --- controls -----------------------------------------------------------------
+  var overlays = {};
+  overlays[T.redlines] = redlines;
+  overlays[T.parcels] = parcels;
+  if (A) overlays[T.alerts] = alerts;
+  L.control.layers(bases, overlays, { collapsed: false, position: 'topright' }).addTo(map);
+  L.control.scale({ imperial: false, maxWidth: 160, position: 'bottomleft' }).addTo(map);
+
+  var legend = L.control({ position: 'bottomright' });
+  legend.onAdd = function () {
+    var el = document.getElementById('gis-legend');
+    L.DomEvent.disableClickPropagation(el);
+    L.DomEvent.disableScrollPropagation(el);
+    return el;
+  };
+  legend.addTo(map);
+
+  var panelEl = document.getElementById('gis-panel');
+  if (panelEl) {
+    var panel = L.control({ position: 'topleft' });
+    panel.onAdd = function () { L.DomEvent.disableClickPropagation(panelEl); return panelEl; };
+    panel.addTo(map);
+  }
+
+  // Search by parcel or project id: exact first, then case-insensitive prefix.
+  var search = L.control({ position: 'topleft' });
+  search.onAdd = function () {
+    var el = document.getElementById('gis-search');
+    L.DomEvent.disableClickPropagation(el);
+    return el;
+  };
+  search.addTo(map);
+  function findIn(colData, n, q) {
+    var ql = q.toLowerCase(), prefix = -1;
+    for (var k = 0; k < n; k++) {
+      var v = String(col(colData, k));
+      if (v === q) return k;
+      if (prefix < 0 && v.toLowerCase().indexOf(ql) === 0) prefix = k;
+    }
+    return prefix;
+  }
+  function showLayer(lyr, content) {
+    map.fitBounds(lyr.getBounds(), { maxZoom: 19, padding: [40, 40] });
+    L.popup({ maxWidth: 360 }).setLatLng(lyr.getBounds().getCenter()).setContent(content).openOn(map);
+  }
+  window.gisFind = function (q) {
+    q = String(q || '').trim();
+    var msg = document.getElementById('gis-search-msg');
+    msg.textContent = '';
+    if (!q) return null;
+    var k = findIn(R.cols.project_id, redLayers.length, q);
+    if (k >= 0) { showLayer(redLayers[k], projectPopup(k)); return 'project'; }
+    k = findIn(P.cols.parcel_id, parcelLayers.length, q);
+    if (k >= 0) { showLayer(parcelLayers[k], parcelPopup(k)); return 'parcel'; }
+    msg.textContent = T.not_found;
+    return null;
+  };
+  document.getElementById('gis-search-form').addEventListener('submit', function (e) {
+    e.preventDefault();
+    window.gisFind(document.getElementById('gis-search-input').value);
+  });
+
+  window.gisLayers = { parcels: parcels, redlines: redlines, alerts: alerts };
+  map.fitBounds(D.view, { padding: [20, 20] });
+  // Ready once the canvas has painted the parcels (two animation frames).
+  requestAnimationFrame(function () { requestAnimationFrame(function () { window.gisReady = true; }); });
+})();
