@@ -1,0 +1,243 @@
+"""The weekly run: new imagery -> changes -> alerts -> figures -> maps and bulletin.
+
+:func:`run_weekly` holds the store lock for the whole run (a second run is
+refused, not queued), detects changes between the previous epoch and the new
+one (and, for projects whose freeze baseline is older than the previous
+epoch, between that baseline and the new one), updates the alerts, writes
+their chips, computes the clearance figures and commits everything to the
+store in one transaction. Maps and the bulletin are written after the commit
+(atomic files of their own). Same inputs twice change nothing but the run log.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+
+from gis.alerts import freeze_baseline, overlap_pairs, project_freeze_dates, update_alerts
+from gis.chips import write_chips
+from gis.errors import GisError
+from gis.store import now_iso, open_store
+from gis.workspace import Epoch, Workspace, load_workspace
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None]
+STEPS = ("figures", "detect", "alerts", "chips", "commit", "maps")
+
+
+@dataclass
+class WeeklySummary:
+    run_id: str
+    epoch: str
+    previous_epoch: str
+    changes: int = 0
+    new_alerts: int = 0
+    updated_alerts: int = 0
+    suppressed: int = 0
+    merged: int = 0
+    new_by_district_kind: list[dict[str, Any]] = field(default_factory=list)
+    new_post_freeze: int = 0
+    growing: list[str] = field(default_factory=list)
+    waiting: list[dict[str, Any]] = field(default_factory=list)
+    overdue_projects: list[dict[str, Any]] = field(default_factory=list)
+    outputs: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def file_sha256(path: str | os.PathLike | None) -> str:
+    if path is None:
+        return ""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _default_detect() -> Callable[..., gpd.GeoDataFrame]:
+    try:
+        from gis.detect import detect_changes
+    except ImportError as exc:
+        raise GisError("change detection (gis.detect) is not available", hint=str(exc)) from None
+    return detect_changes
+
+
+def _detect_run(ws: Workspace, cur: Epoch, prev: Epoch, redlines: gpd.GeoDataFrame,
+                detect: Callable[..., gpd.GeoDataFrame]) -> gpd.GeoDataFrame:
+    """Changes since the previous epoch, plus changes since older freeze baselines."""
+    kw = dict(inventory=ws.inventory, parcels=ws.parcels, min_area=ws.thresholds["min_area_m2"])
+    week = detect(str(prev.ortho), str(cur.ortho), dsm_before=prev.dsm, dsm_after=cur.dsm, **kw)
+    week = week.to_crs(ws.working_crs) if week.crs is not None else week.set_crs(ws.working_crs)
+    week["since"] = prev.date
+    parts = [week]
+    dates = [e.date for e in ws.epochs]
+    freeze = project_freeze_dates(redlines, ws.freeze_dates)
+    by_base: dict[dt.date, list[str]] = {}
+    for pid, f in sorted(freeze.items()):
+        base = freeze_baseline(f, dates)
+        if base is not None and base < prev.date:
+            by_base.setdefault(base, []).append(pid)
+    for base, pids in sorted(by_base.items()):
+        b = ws.epoch(base)
+        within = redlines[redlines["project_id"].astype(str).isin(pids)]
+        extra = detect(str(b.ortho), str(cur.ortho), dsm_before=b.dsm, dsm_after=cur.dsm,
+                       within=within, **kw)
+        extra = extra.to_crs(ws.working_crs) if extra.crs is not None else extra.set_crs(ws.working_crs)
+        # what the weekly comparison already shows is not counted twice
+        seen = overlap_pairs(extra.geometry.values, week.geometry.values)
+        seen = seen[seen["ratio"] >= ws.thresholds["overlap_ratio"]]
+        extra = extra.drop(extra.index[np.unique(seen["i"].to_numpy())])
+        extra["since"] = base
+        parts.append(extra)
+        log.info("freeze baseline %s: %d further changes in %d projects", base, len(extra), len(pids))
+    out = pd.concat(parts, ignore_index=True)
+    return gpd.GeoDataFrame(out, geometry="geometry", crs=ws.working_crs)
+
+
+def _empty_changes(crs: Any) -> gpd.GeoDataFrame:
+    return gpd.GeoDataFrame({"kind": [], "area_m2": [], "confidence": [], "project_id": [],
+                             "parcel_id": [], "in_inventory": []}, geometry=gpd.GeoSeries([], crs=crs), crs=crs)
+
+
+def run_weekly(workspace: Workspace | str | os.PathLike, epoch: dt.date | str | None = None,
+               progress: bool | Progress = False, *, detect: Callable[..., gpd.GeoDataFrame] | None = None,
+               today: dt.date | None = None, maps: bool = True, by: str = "weekly") -> WeeklySummary:
+    """Run one weekly cycle on ``epoch`` (default: the latest) and return its summary.
+
+    ``progress`` may be a callable ``(step, done, total)`` (the CLI passes one
+    that drives a progress bar); ``detect`` replaces gis.detect.detect_changes
+    (tests); ``today`` is the run date (status_since of new alerts, overdue
+    projects, alerts waiting for a verdict).
+    """
+    ws = workspace if isinstance(workspace, Workspace) else load_workspace(workspace)
+    report: Progress = progress if callable(progress) else (lambda step, done, total: None)
+    today = today or dt.date.today()
+    cur = ws.epoch(epoch)
+    prev = ws.previous_epoch(cur)
+    store = open_store(ws.store, crs=ws.working_crs)
+    started = now_iso()
+    run_id = f"{started}-{os.getpid()}"
+    step = iter(range(1, len(STEPS) + 1))
+    with store.lock("weekly"):
+        report("figures", next(step), len(STEPS))
+        from gis.pipeline import clearance  # heavy: read layers, overlay, figures
+        clear = clearance(ws.redlines, ws.parcels, previous=ws.previous_parcels, inventory=ws.inventory,
+                          as_of=today, working_crs=ws.working_crs)
+        report("detect", next(step), len(STEPS))
+        if prev is None:
+            changes = _empty_changes(ws.working_crs)
+            log.info("epoch %s is the first: it is the baseline, nothing to compare", cur.date)
+        else:
+            changes = _detect_run(ws, cur, prev, clear.redlines, detect or _default_detect())
+        report("alerts", next(step), len(STEPS))
+        th = ws.thresholds
+        with store.transaction(by=by, command="weekly", run_id=run_id) as tx:
+            up = update_alerts(tx.alerts, changes, epoch_date=cur.date,
+                               previous_date=prev.date if prev else None,
+                               epoch_dates=[e.date for e in ws.epochs], redlines=clear.redlines,
+                               parcels=clear.parcels, freeze_dates=ws.freeze_dates,
+                               overlap_ratio=th["overlap_ratio"], growth=th["growth"],
+                               min_area_m2=th["min_area_m2"], run_date=today, now=started, by=by)
+            report("chips", next(step), len(STEPS))
+            alerts = _with_chips(up.alerts, ws, store.store_dir, cur, prev)
+            tx.alerts = alerts
+            tx.add_events([{**e, "by": by} for e in up.events])
+            report("commit", next(step), len(STEPS))
+            inputs = {str(p.relative_to(ws.root) if p.is_relative_to(ws.root) else p): file_sha256(p)
+                      for p in (ws.redlines, ws.parcels, ws.previous_parcels, ws.inventory,
+                                cur.ortho, cur.dsm, *(prev.ortho, prev.dsm) if prev else ())
+                      if p is not None}
+            summary = _summary(run_id, cur, prev, changes, up, alerts, clear, th, today)
+            tx.run = {"run_id": run_id, "command": "weekly", "epoch": cur.date.isoformat(),
+                      "previous_epoch": prev.date.isoformat() if prev else "", "started": started,
+                      "finished": now_iso(), "inputs": inputs, "parameters": th,
+                      "counts": {"changes": summary.changes, "new": summary.new_alerts,
+                                 "updated": summary.updated_alerts, "suppressed": summary.suppressed,
+                                 "merged": summary.merged},
+                      "host": socket.gethostname(), "pid": os.getpid()}
+    report("maps", next(step), len(STEPS))
+    if maps:
+        summary.outputs = _write_products(ws, clear, store, cur, today)
+    return summary
+
+
+def _with_chips(alerts: gpd.GeoDataFrame, ws: Workspace, store_dir: Path, cur: Epoch,
+                prev: Epoch | None) -> gpd.GeoDataFrame:
+    """After chips for alerts seen in this epoch; before chips for those still without one."""
+    a = alerts.copy()
+    margin = ws.thresholds["chip_margin_m"]
+    seen = (a["last_seen"] == cur.date.isoformat()).to_numpy()
+    if seen.any():
+        a.loc[seen, "chip_after"] = write_chips(a[seen], cur.ortho, store_dir, which="after",
+                                                date=cur.date.isoformat(), margin=margin)
+    need = seen & (a["chip_before"] == "").to_numpy()
+    if prev is not None and need.any():
+        a.loc[need, "chip_before"] = write_chips(a[need], prev.ortho, store_dir, which="before",
+                                                 date=prev.date.isoformat(), margin=margin)
+    return a
+
+
+def _summary(run_id, cur, prev, changes, up, alerts, clear, th, today) -> WeeklySummary:
+    s = WeeklySummary(run_id=run_id, epoch=cur.date.isoformat(),
+                      previous_epoch=prev.date.isoformat() if prev else "",
+                      changes=len(changes), new_alerts=len(up.new_ids),
+                      updated_alerts=len(up.updated_ids), suppressed=up.suppressed, merged=len(up.merged_ids))
+    new = alerts[alerts["alert_id"].isin(up.new_ids)]
+    if len(new):
+        counts = new.groupby(["district", "kind"]).size().reset_index(name="count")
+        s.new_by_district_kind = counts.to_dict("records")
+        s.new_post_freeze = int(new["post_freeze"].sum())
+    s.growing = sorted(alerts.loc[alerts["growing"] & alerts["status"].isin(("new", "dispatched", "illegal")),
+                                  "alert_id"])
+    since = pd.to_datetime(alerts["status_since"], errors="coerce")
+    days = (pd.Timestamp(today) - since).dt.days
+    waiting = alerts[alerts["status"].isin(("new", "dispatched")) & (days > th["waiting_days"])]
+    s.waiting = [{"alert_id": r.alert_id, "district": r.district, "status": r.status,
+                  "since": r.status_since, "days": int(d)}
+                 for r, d in zip(waiting.itertuples(), days[waiting.index])]
+    proj = clear.projects
+    if "overdue" in proj:
+        od = proj[proj["overdue"].fillna(False).astype(bool)]
+        s.overdue_projects = [{"project_id": str(r.get("project_id", "")), "name": str(r.get("name", "")),
+                               "district": str(r.get("district", "")), "deadline": str(r.get("deadline", ""))[:10]}
+                              for r in od.to_dict("records")]
+    return s
+
+
+def _write_products(ws: Workspace, clear, store, cur: Epoch, today: dt.date) -> dict[str, str]:
+    """Map and bulletin of this week, where the maps/report modules are present."""
+    out: dict[str, str] = {}
+    folder = ws.out or ws.root / "out"
+    folder.mkdir(parents=True, exist_ok=True)
+    alerts = store.alerts()
+    stamp = cur.date.isoformat()
+    try:
+        from gis.maps import write_clearance_map
+    except ImportError:
+        log.warning("gis.maps is not available: no map written")
+    else:
+        out["map"] = str(write_clearance_map(clear, folder / f"clearance_{stamp}.html", alerts=alerts,
+                                             store_dir=store.store_dir, orthophoto=cur.ortho, lang=ws.lang))
+    try:
+        from gis.report import write_bulletin
+    except ImportError:
+        log.warning("gis.report is not available: no bulletin written")
+    else:
+        out["bulletin"] = str(write_bulletin(clear, folder / f"bulletin_{stamp}.html", alerts=alerts,
+                                             store_dir=store.store_dir, xlsx=folder / f"figures_{stamp}.xlsx",
+                                             as_of=today, lang=ws.lang))
+    return out
