@@ -1,0 +1,232 @@
+"""Printable clearance map (PNG) with matplotlib: for paper and for slides.
+
+Title, date, parcels coloured by clearance status, red lines, alerts, a
+legend, a scale bar and a north arrow, all in Chinese by default. Chinese
+needs a CJK font: :func:`cjk_font` finds one through matplotlib's font
+manager (Debian's fonts-noto-cjk, installed by ``make system``) and fails
+with a clear message when there is none, instead of printing empty boxes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+
+from gis import mapstyle
+from gis.atomic import atomic_path
+from gis.errors import GisError
+from gis.schema import M2_PER_MU, STATUSES
+
+log = logging.getLogger(__name__)
+
+#: Preferred CJK families, simplified Chinese first.
+CJK_FAMILIES = ("Noto Sans CJK SC", "Source Han Sans SC", "Noto Sans SC", "WenQuanYi Zen Hei",
+                "WenQuanYi Micro Hei", "Microsoft YaHei", "SimHei", "Noto Sans CJK JP")
+
+
+class MissingFontError(GisError, RuntimeError):
+    """No font that can draw Chinese characters is installed."""
+
+
+def cjk_font() -> str:
+    """Name of an installed CJK font family usable by matplotlib."""
+    from matplotlib import font_manager
+
+    names = {f.name for f in font_manager.fontManager.ttflist}
+    for family in CJK_FAMILIES:
+        if family in names:
+            return family
+    other = sorted(n for n in names if "CJK" in n or "Hei" in n or "Han Sans" in n)
+    if other:
+        return other[0]
+    raise MissingFontError(
+        "no CJK font found, so Chinese labels cannot be drawn",
+        hint="install one (Debian: apt-get install fonts-noto-cjk, or `make system`), "
+        "then delete matplotlib's font cache (~/.cache/matplotlib) and run again")
+
+
+def write_static_map(clearance, out_png, *, alerts=None, project=None, lang: str = "zh",
+                     title: str | None = None, as_of=None, dpi: int = 150) -> Path:
+    """Write a printable PNG of the clearance map (or of one project)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+    from matplotlib.lines import Line2D
+
+    from gis.maps import UnknownProjectError
+
+    T = mapstyle.labels(lang)
+    family = cjk_font() if lang == "zh" else _font_or_default()
+    redlines, parcels = clearance.redlines, clearance.parcels
+    figures = getattr(clearance, "projects", None)
+    day = (pd.Timestamp(as_of).date() if as_of is not None
+           else getattr(clearance, "as_of", None) or dt.date.today())
+    if project is not None:
+        ids = redlines["project_id"].astype(str)
+        if not (ids == str(project)).any():
+            raise UnknownProjectError(f"no project {project!r} among the red lines", layer="redlines",
+                                      ids=sorted(ids.unique())[:20], hint="use one of the project ids listed")
+        focus = redlines[ids == str(project)]
+        xmin, ymin, xmax, ymax = focus.total_bounds
+        pad = 0.12 * max(xmax - xmin, ymax - ymin)
+        xmin, ymin, xmax, ymax = xmin - pad, ymin - pad, xmax + pad, ymax + pad
+        parcels = parcels.cx[xmin:xmax, ymin:ymax]
+        if alerts is not None:
+            alerts = alerts.to_crs(redlines.crs).cx[xmin:xmax, ymin:ymax]
+        if title is None:
+            name = focus["name"].iloc[0] if "name" in focus and pd.notna(focus["name"].iloc[0]) else project
+            title = f"{name} {T['battle']}"
+    else:
+        xmin, ymin, xmax, ymax = parcels.total_bounds if len(parcels) else redlines.total_bounds
+        focus = None
+    title = title or T["title"]
+
+    with plt.rc_context({"font.family": family, "axes.unicode_minus": False}):
+        fig, ax = plt.subplots(figsize=(11.69, 8.27), dpi=dpi)  # A4 landscape
+        colours = parcels["status"].map(mapstyle.STATUS_COLOURS).fillna("#ffffff")
+        # In a battle map, parcels outside the project are faded: the eye goes to the project.
+        alpha = np.ones(len(parcels))
+        pieces = getattr(clearance, "pieces", None)
+        if focus is not None and pieces is not None and len(pieces):
+            mine = set(pieces.loc[pieces["project_id"].astype(str) == str(project), "parcel_id"])
+            alpha = np.where(parcels["parcel_id"].isin(mine), 1.0, 0.3)
+        if len(parcels):
+            parcels.plot(ax=ax, color=colours.tolist(), edgecolor="#6e6e6e", alpha=alpha,
+                         linewidth=0.15 if len(parcels) > 2000 else 0.4)
+        redlines.boundary.plot(ax=ax, color=mapstyle.REDLINE_COLOUR,
+                               linewidth=1.2 if focus is None else 0.8, alpha=0.9)
+        if focus is not None:
+            focus.boundary.plot(ax=ax, color=mapstyle.REDLINE_COLOUR, linewidth=2.5)
+        if alerts is not None and len(alerts):
+            a = alerts.to_crs(redlines.crs)
+            fill = a["kind"].map(mapstyle.KIND_COLOURS).fillna("#888888")
+            edge = a["status"].map(mapstyle.ALERT_STATUS_COLOURS).fillna("#333333")
+            a.plot(ax=ax, color=fill.tolist(), edgecolor=edge.tolist(), linewidth=1.2)
+            pts = a.geometry.representative_point()
+            ax.scatter(pts.x, pts.y, s=30, c=fill.tolist(), edgecolors=edge.tolist(), linewidths=1.2,
+                       zorder=5)
+        _project_labels(ax, redlines if focus is None else focus, (xmin, xmax, ymin, ymax))
+        ax.set_xlim(xmin, xmax)
+        ax.set_ylim(ymin, ymax)
+        ax.set_aspect("equal")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_xlabel("")
+        ax.set_ylabel("")
+
+        labels = mapstyle.status_labels(lang)
+        mu = _status_mu(clearance, parcels, project)
+        handles = [Patch(facecolor=mapstyle.STATUS_COLOURS[s], edgecolor="#6e6e6e",
+                         label=f"{labels[s]}  {mu.get(s, 0.0):.1f} {T['mu']}") for s in STATUSES]
+        handles.append(Line2D([], [], color=mapstyle.REDLINE_COLOUR, linewidth=2, label=T["redlines"]))
+        if alerts is not None and len(alerts):
+            kinds = mapstyle.KIND_LABELS[lang]
+            for k in mapstyle.ALERT_KINDS:
+                if (alerts["kind"] == k).any():
+                    handles.append(Line2D([], [], marker="o", linestyle="", markersize=7,
+                                          markerfacecolor=mapstyle.KIND_COLOURS[k], markeredgecolor="#333",
+                                          label=f"{T['alerts']}: {kinds[k]}"))
+        # Legend and figures sit right of the map, so they never hide a red line.
+        ax.legend(handles=handles, title=T["legend"], loc="lower left", bbox_to_anchor=(1.01, 0.0),
+                  fontsize=9, title_fontsize=10, framealpha=0.95, borderaxespad=0.0)
+        _scale_bar(ax, xmin, xmax, ymin, ymax)
+        _north_arrow(ax, T)
+        if focus is not None and figures is not None:
+            _figures_box(ax, figures, str(project), T)
+        fig.suptitle(title, fontsize=16, fontweight="bold", y=0.97)
+        crs_name = getattr(redlines.crs, "name", "")
+        fig.text(0.5, 0.925, f"{T['as_of']} {day}    {crs_name}", ha="center", fontsize=9, color="#444")
+        fig.text(0.99, 0.01, f"{T['date']}: {dt.date.today()}", ha="right", fontsize=7, color="#666")
+        fig.subplots_adjust(left=0.02, right=0.80, bottom=0.03, top=0.91)
+        with atomic_path(out_png) as tmp:
+            fig.savefig(tmp, format="png", dpi=dpi)
+        plt.close(fig)
+    return Path(out_png)
+
+
+def _status_mu(clearance, parcels, project) -> pd.Series:
+    """Mu per status: inside the project's red line for a battle map, else whole parcels."""
+    pieces = getattr(clearance, "pieces", None)
+    if project is not None and pieces is not None and len(pieces):
+        mine = pieces[pieces["project_id"].astype(str) == str(project)]
+        return mine.geometry.area.groupby(mine["status"]).sum() / M2_PER_MU
+    return parcels.geometry.area.groupby(parcels["status"]).sum() / M2_PER_MU
+
+
+def _font_or_default() -> str:
+    try:
+        return cjk_font()  # project names may still be Chinese in an English map
+    except MissingFontError:
+        return "DejaVu Sans"
+
+
+def _project_labels(ax, red: gpd.GeoDataFrame, view) -> None:
+    if len(red) > 60:
+        return
+    pts = red.geometry.representative_point()
+    for (x, y), name in zip(zip(pts.x, pts.y), red.get("name", red["project_id"])):
+        text = str(name) if pd.notna(name) and str(name) else ""
+        ax.annotate(text, (x, y), ha="center", va="center", fontsize=8, color="#8b0000",
+                    fontweight="bold", annotation_clip=True,
+                    bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "#e31a1c", "alpha": 0.8})
+
+
+def _nice_length(span: float) -> float:
+    """A round scale-bar length near a fifth of the map width (1, 2 or 5 x 10^n m)."""
+    target = span / 5
+    exp = 10 ** math.floor(math.log10(target))
+    return max(m * exp for m in (1, 2, 5) if m * exp <= target)
+
+
+def _scale_bar(ax, xmin, xmax, ymin, ymax) -> None:
+    from matplotlib.patches import Rectangle
+
+    length = _nice_length(xmax - xmin)
+    x0, y0 = xmin + 0.03 * (xmax - xmin), ymin + 0.04 * (ymax - ymin)
+    h = 0.012 * (ymax - ymin)
+    for i in range(4):
+        ax.add_patch(Rectangle(
+            (x0 + i * length / 4, y0), length / 4, h, facecolor="black" if i % 2 == 0 else "white",
+            edgecolor="black", linewidth=0.8, zorder=6))
+    unit, div = ("km", 1000) if length >= 1000 else ("m", 1)
+    for frac in (0, 0.5, 1):
+        v = frac * length / div
+        ax.text(x0 + frac * length, y0 + 1.6 * h, f"{v:g}", ha="center", va="bottom", fontsize=8, zorder=6)
+    ax.text(x0 + length + 0.01 * (xmax - xmin), y0 + h / 2, unit, va="center", fontsize=8, zorder=6)
+
+
+def _north_arrow(ax, T) -> None:
+    ax.annotate("", xy=(0.96, 0.95), xytext=(0.96, 0.86), xycoords="axes fraction",
+                arrowprops={"facecolor": "black", "width": 5, "headwidth": 14, "headlength": 14})
+    ax.text(0.96, 0.955, T["north"], transform=ax.transAxes, ha="center", va="bottom", fontsize=12,
+            fontweight="bold")
+
+
+def _figures_box(ax, figures: pd.DataFrame, project: str, T) -> None:
+    row = figures[figures["project_id"].astype(str) == project]
+    if not len(row):
+        return
+    r = row.iloc[0]
+    lines = []
+    for col, fmt in (("total_mu", "{:.1f} " + T["mu"]), ("acquired_mu", "{:.1f} " + T["mu"]),
+                     ("delivered_mu", "{:.1f} " + T["mu"]), ("completion_rate", "pct"),
+                     ("clean_land_rate", "pct"), ("houses_left", "{:.0f}"), ("graves_left", "{:.0f}"),
+                     ("deadline", "date"), ("overdue", "yn")):
+        if col not in r.index or r[col] is None or (isinstance(r[col], float) and np.isnan(r[col])):
+            continue
+        v = r[col]
+        text = (f"{100 * v:.1f}%" if fmt == "pct" else T["yes"] if fmt == "yn" and bool(v)
+                else T["no"] if fmt == "yn" else pd.Timestamp(v).date().isoformat() if fmt == "date"
+                else fmt.format(v))
+        lines.append(f"{T[col]}: {text}")
+    ax.text(1.01, 1.0, f"{T['figures']}\n" + "\n".join(lines), transform=ax.transAxes, va="top",
+            ha="left", fontsize=9, linespacing=1.5,
+            zorder=7, bbox={"boxstyle": "round,pad=0.5", "fc": "white", "ec": "#8b1a1a", "alpha": 0.92})
