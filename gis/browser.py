@@ -96,12 +96,16 @@ class Browser:
         to_child_r, self._to_child = os.pipe()
         self._from_child, from_child_w = os.pipe()
 
+        # close_fds=False: the child keeps only inheritable fds, and Python's own are
+        # not (PEP 446); fds 3 and 4 made by dup2 are, which is what Chromium needs.
         def _fds() -> None:  # runs in the child: the protocol lives on fds 3 and 4
             # Move both ends above 4 first, so one dup2 cannot clobber the other.
             high_r = fcntl.fcntl(to_child_r, fcntl.F_DUPFD, 10)
             high_w = fcntl.fcntl(from_child_w, fcntl.F_DUPFD, 10)
             os.dup2(high_r, 3)
             os.dup2(high_w, 4)
+            os.close(high_r)
+            os.close(high_w)
 
         args = [
             self.executable, "--headless", "--no-sandbox", "--disable-gpu",
@@ -111,7 +115,7 @@ class Browser:
             f"--user-data-dir={self._profile}", f"--window-size={self.width},{self.height}",
             "--remote-debugging-pipe", "about:blank",
         ]
-        self._proc = subprocess.Popen(args, preexec_fn=_fds, pass_fds=(3, 4, to_child_r, from_child_w),
+        self._proc = subprocess.Popen(args, preexec_fn=_fds, close_fds=False,
                                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL)
         os.close(to_child_r)

@@ -41,3 +41,6 @@ from gis.cli import check, overlay, demo  # noqa: E402
 main.add_command(check.check)
 main.add_command(overlay.overlay)
 main.add_command(demo.demo)
+from gis.cli import map as map_cli, report as report_cli  # noqa: E402
+main.add_command(map_cli.map_command)
+main.add_command(report_cli.report)
