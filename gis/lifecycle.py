@@ -62,16 +62,22 @@ def check_transition(alert_id: str, current: str, requested: str) -> None:
             hint=f"allowed next statuses from {current!r}: {nxt}")
 
 
-def store_photo(store_dir: str | os.PathLike, photo: str | os.PathLike) -> str:
-    """Copy ``photo`` to ``store_dir/photos/<sha256>.<ext>``; return that path relative to store_dir."""
+def photo_key(photo: str | os.PathLike) -> str:
+    """``photos/<sha256 of the content>.<ext>``: where the photo lives in the store folder."""
     src = Path(photo)
     if not src.is_file():
-        raise InputError("photo not found", path=src, hint="check the path of --photo")
+        raise InputError("photo not found", path=src, hint="check the path of the photo")
     h = hashlib.sha256()
     with open(src, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
-    rel = f"{PHOTO_DIR}/{h.hexdigest()}{src.suffix.lower()}"
+    return f"{PHOTO_DIR}/{h.hexdigest()}{src.suffix.lower()}"
+
+
+def store_photo(store_dir: str | os.PathLike, photo: str | os.PathLike) -> str:
+    """Copy ``photo`` to ``store_dir/photos/<sha256>.<ext>``; return that path relative to store_dir."""
+    src = Path(photo)
+    rel = photo_key(src)
     target = Path(store_dir) / rel
     if not target.exists():  # content-addressed: an existing file is this photo already
         with atomic_path(target) as tmp:

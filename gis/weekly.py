@@ -159,7 +159,7 @@ def run_weekly(workspace: Workspace | str | os.PathLike, epoch: dt.date | str | 
             report("commit", next(step), len(STEPS))
             inputs = {str(p.relative_to(ws.root) if p.is_relative_to(ws.root) else p): file_sha256(p)
                       for p in (ws.redlines, ws.parcels, ws.previous_parcels, ws.inventory,
-                                cur.ortho, cur.dsm, *(prev.ortho, prev.dsm) if prev else ())
+                                cur.ortho, cur.dsm, *((prev.ortho, prev.dsm) if prev else ()))
                       if p is not None}
             summary = _summary(run_id, cur, prev, changes, up, alerts, clear, th, today)
             tx.run = {"run_id": run_id, "command": "weekly", "epoch": cur.date.isoformat(),

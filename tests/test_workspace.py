@@ -1,0 +1,63 @@
+"""gis.toml: written with comments and relative paths, validated on load."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+
+import pytest
+
+from alertsdata import DATES, make_workspace
+from gis.errors import WorkspaceError
+from gis.workspace import init_workspace, load_workspace
+
+
+def test_init_writes_commented_relative_toml_and_load_reads_it(tmp_path):
+    ws_dir = make_workspace(tmp_path / "ws", freeze_dates={"P01": "2026-03-20"})
+    text = (ws_dir / "gis.toml").read_text(encoding="utf-8")
+    assert text.count("#") > 10
+    assert str(tmp_path) not in text  # every path relative to the workspace
+    ws = load_workspace(ws_dir)
+    assert [e.date for e in ws.epochs] == list(DATES)
+    assert ws.redlines == (ws_dir / "layers" / "redlines.gpkg").resolve()
+    assert ws.freeze_dates == {"P01": dt.date(2026, 3, 20)}
+    assert ws.thresholds["growth"] == 0.2 and ws.working_crs == "EPSG:4547"
+    assert ws.store.name == "store.gpkg" and ws.store.parent == ws.root
+    assert ws.epoch("2026-03-15").date == dt.date(2026, 3, 15)
+    assert ws.previous_epoch(ws.epoch()).date == dt.date(2026, 3, 15)
+
+
+def test_a_workspace_can_be_moved(tmp_path):
+    make_workspace(tmp_path / "a")
+    shutil.move(tmp_path / "a", tmp_path / "b")
+    ws = load_workspace(tmp_path / "b")
+    assert ws.parcels.exists() and ws.epochs[0].ortho.exists()
+
+
+def test_missing_paths_are_listed_with_the_file(tmp_path):
+    ws_dir = make_workspace(tmp_path / "ws")
+    (ws_dir / "imagery" / "2026-03-15.tif").unlink()
+    with pytest.raises(WorkspaceError) as exc:
+        load_workspace(ws_dir)
+    msg = str(exc.value)
+    assert "gis.toml" in msg and "2026-03-15.tif" in msg and "fix these paths" in msg.lower()
+
+
+def test_bad_toml_missing_file_and_bad_values(tmp_path):
+    with pytest.raises(WorkspaceError, match="gis init"):
+        load_workspace(tmp_path)
+    ws_dir = make_workspace(tmp_path / "ws")
+    toml = ws_dir / "gis.toml"
+    good = toml.read_text(encoding="utf-8")
+    toml.write_text(good + "\n[thresholds\n", encoding="utf-8")
+    with pytest.raises(WorkspaceError, match="not valid TOML"):
+        load_workspace(ws_dir)
+    toml.write_text(good.replace("growth = 0.2", "growth = \"lots\""), encoding="utf-8")
+    with pytest.raises(WorkspaceError, match="thresholds.growth"):
+        load_workspace(ws_dir)
+    with pytest.raises(WorkspaceError, match="already exists"):
+        init_workspace(ws_dir)
+    toml.write_text(good + '\n[[epochs]]\ndate = 2026-02-15\northo = "imagery/2026-02-15.tif"\n',
+                    encoding="utf-8")
+    with pytest.raises(WorkspaceError, match="share a survey date"):
+        load_workspace(ws_dir)
