@@ -16,6 +16,7 @@ import hashlib
 import logging
 import os
 import socket
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -130,7 +131,7 @@ def run_weekly(workspace: Workspace | str | os.PathLike, epoch: dt.date | str | 
     prev = ws.previous_epoch(cur)
     store = open_store(ws.store, crs=ws.working_crs)
     started = now_iso()
-    run_id = f"{started}-{os.getpid()}"
+    run_id = f"{started}-{uuid.uuid4().hex[:8]}"
     step = iter(range(1, len(STEPS) + 1))
     with store.lock("weekly"):
         report("figures", next(step), len(STEPS))
@@ -171,7 +172,7 @@ def run_weekly(workspace: Workspace | str | os.PathLike, epoch: dt.date | str | 
                       "host": socket.gethostname(), "pid": os.getpid()}
     report("maps", next(step), len(STEPS))
     if maps:
-        summary.outputs = _write_products(ws, clear, store, cur, today)
+        summary.outputs = _write_products(ws, clear, store, cur, prev, today)
     return summary
 
 
@@ -218,7 +219,8 @@ def _summary(run_id, cur, prev, changes, up, alerts, clear, th, today) -> Weekly
     return s
 
 
-def _write_products(ws: Workspace, clear, store, cur: Epoch, today: dt.date) -> dict[str, str]:
+def _write_products(ws: Workspace, clear, store, cur: Epoch, prev: Epoch | None,
+                    today: dt.date) -> dict[str, str]:
     """Map and bulletin of this week, where the maps/report modules are present."""
     out: dict[str, str] = {}
     folder = ws.out or ws.root / "out"
@@ -231,7 +233,8 @@ def _write_products(ws: Workspace, clear, store, cur: Epoch, today: dt.date) -> 
         log.warning("gis.maps is not available: no map written")
     else:
         out["map"] = str(write_clearance_map(clear, folder / f"clearance_{stamp}.html", alerts=alerts,
-                                             store_dir=store.store_dir, orthophoto=cur.ortho, lang=ws.lang))
+                                             store_dir=store.store_dir, orthophoto=cur.ortho, lang=ws.lang,
+                                             as_of=today))
     try:
         from gis.report import write_bulletin
     except ImportError:
@@ -239,5 +242,6 @@ def _write_products(ws: Workspace, clear, store, cur: Epoch, today: dt.date) -> 
     else:
         out["bulletin"] = str(write_bulletin(clear, folder / f"bulletin_{stamp}.html", alerts=alerts,
                                              store_dir=store.store_dir, xlsx=folder / f"figures_{stamp}.xlsx",
-                                             as_of=today, lang=ws.lang))
+                                             as_of=today, lang=ws.lang,
+                                             period_start=prev.date if prev else None))
     return out
