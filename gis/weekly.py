@@ -51,6 +51,7 @@ class WeeklySummary:
     new_by_district_kind: list[dict[str, Any]] = field(default_factory=list)
     new_post_freeze: int = 0
     growing: list[str] = field(default_factory=list)
+    waiting_days: int = 3
     waiting: list[dict[str, Any]] = field(default_factory=list)
     overdue_projects: list[dict[str, Any]] = field(default_factory=list)
     outputs: dict[str, str] = field(default_factory=dict)
@@ -207,6 +208,7 @@ def _summary(run_id, cur, prev, changes, up, alerts, clear, th, today) -> Weekly
     since = pd.to_datetime(alerts["status_since"], errors="coerce")
     days = (pd.Timestamp(today) - since).dt.days
     waiting = alerts[alerts["status"].isin(("new", "dispatched")) & (days > th["waiting_days"])]
+    s.waiting_days = int(th["waiting_days"])
     s.waiting = [{"alert_id": r.alert_id, "district": r.district, "status": r.status,
                   "since": r.status_since, "days": int(d)}
                  for r, d in zip(waiting.itertuples(), days[waiting.index])]
@@ -245,3 +247,30 @@ def _write_products(ws: Workspace, clear, store, cur: Epoch, prev: Epoch | None,
                                              as_of=today, lang=ws.lang,
                                              period_start=prev.date if prev else None))
     return out
+
+
+def format_summary(s: WeeklySummary) -> str:
+    """A short plain-text summary for people (the CLI prints it)."""
+    lines = [f"weekly run {s.epoch} (compared with {s.previous_epoch or 'nothing: first epoch'}): "
+             f"{s.changes} changes, {s.new_alerts} new alerts ({s.new_post_freeze} after a freeze date), "
+             f"{s.updated_alerts} updated, {s.suppressed} suppressed, {s.merged} merged"]
+    if s.new_by_district_kind:
+        lines.append("new alerts by district and kind:")
+        lines += [f"  {r['district'] or '-'}  {r['kind']}: {r['count']}" for r in s.new_by_district_kind]
+    lines.append(f"growing alerts: {', '.join(s.growing) if s.growing else 'none'}")
+    if s.waiting:
+        lines.append(f"waiting for a verdict more than {s.waiting_days} days: {len(s.waiting)}")
+        lines += [f"  {w['alert_id']}  {w['district']}  {w['status']} since {w['since']} ({w['days']} days)"
+                  for w in s.waiting[:20]]
+        if len(s.waiting) > 20:
+            lines.append(f"  ... and {len(s.waiting) - 20} more (gis alerts list --status new)")
+    else:
+        lines.append(f"waiting for a verdict more than {s.waiting_days} days: none")
+    if s.overdue_projects:
+        lines.append("overdue projects: " + ", ".join(
+            f"{p['project_id']} {p['name']} ({p['deadline']})" for p in s.overdue_projects))
+    else:
+        lines.append("overdue projects: none")
+    for k, v in s.outputs.items():
+        lines.append(f"{k}: {v}")
+    return "\n".join(lines)

@@ -1,0 +1,47 @@
+"""``gis weekly``: one weekly cycle on the workspace's newest (or a given) epoch."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from gis.weekly import format_summary, run_weekly
+
+workspace_option = click.option(
+    "--workspace", "workspace", default=".", show_default=True, envvar="GIS_WORKSPACE",
+    type=click.Path(file_okay=False, path_type=Path), help="Workspace folder (with gis.toml).")
+
+
+@click.command("weekly")
+@workspace_option
+@click.option("--epoch", default=None, metavar="DATE", help="Survey date to process (default: the newest).")
+@click.option("--no-maps", is_flag=True, help="Skip the map and the bulletin.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def weekly(workspace, epoch, no_maps, as_json):
+    """Detect changes on the new epoch, update alerts, figures, map and bulletin.
+
+    Running it twice on the same inputs changes nothing but the run log.
+
+    \b
+    Example:
+      gis weekly --workspace layers/demo
+      gis weekly --workspace layers/demo --epoch 2026-04-15 --json
+    """
+    console = Console(stderr=True)
+    with Progress(TextColumn("{task.description:<8}"), BarColumn(), TimeElapsedColumn(),
+                  console=console, transient=True, disable=as_json) as bar:
+        task = bar.add_task("weekly", total=6)
+
+        def progress(step: str, done: int, total: int) -> None:
+            bar.update(task, completed=done - 1, total=total, description=step)
+
+        summary = run_weekly(workspace, epoch, progress=progress, maps=not no_maps)
+        bar.update(task, completed=6)
+    if as_json:
+        click.echo(json.dumps(summary.to_dict(), ensure_ascii=False, indent=2, default=str))
+    else:
+        click.echo(format_summary(summary))
