@@ -44,3 +44,7 @@ main.add_command(demo.demo)
 from gis.cli import map as map_cli, report as report_cli  # noqa: E402
 main.add_command(map_cli.map_command)
 main.add_command(report_cli.report)
+from gis.cli import alerts as alerts_cli, init as init_cli, weekly as weekly_cli  # noqa: E402
+main.add_command(init_cli.init)
+main.add_command(alerts_cli.alerts)
+main.add_command(weekly_cli.weekly)
