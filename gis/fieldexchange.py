@@ -95,7 +95,10 @@ def export_district(store: AlertStore, district: str, out: str | os.PathLike, *,
     layer["exported_at"] = at
     layer["export_rev"] = sel["rev"].to_numpy()
     with atomic_path(out) as tmp:
-        pyogrio.write_dataframe(layer, tmp, layer="alerts", driver="GPKG", geometry_type="Unknown")
+        # no R-tree: its triggers call GDAL-only SQL functions, which would stop plain SQLite
+        # (ours below, or a field tool's) from updating rows; a patrol file is small anyway
+        pyogrio.write_dataframe(layer, tmp, layer="alerts", driver="GPKG", geometry_type="Unknown",
+                                layer_options={"SPATIAL_INDEX": "NO"})
         with contextlib.closing(sqlite3.connect(tmp)) as con, con:
             # chips inside the GeoPackage too, so the one file is enough in the field
             for col in ("chip_before", "chip_after"):

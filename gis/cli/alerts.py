@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sys
 from pathlib import Path
 
 import click
@@ -70,11 +71,13 @@ def list_alerts(workspace, district, project, status, since, as_json):
         return
     table = Table(title=f"{len(a)} alerts", show_lines=False)
     for col in LIST_COLUMNS:
-        table.add_column(col, justify="right" if col in ("area_mu", "seen_count") else "left")
+        table.add_column(col, justify="right" if col in ("area_mu", "seen_count") else "left",
+                         no_wrap=col == "alert_id")
     for r in a[LIST_COLUMNS].itertuples(index=False):
         table.add_row(*[f"{v:.2f}" if isinstance(v, float) else ("yes" if v is True else "" if v is False else str(v))
                         for v in r])
-    Console().print(table)
+    # piped output (files, tests) keeps full rows instead of wrapping to 80 columns
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
 
 
 @alerts.command("show")
