@@ -269,6 +269,8 @@ def _panel_html(red, parcels, alerts, T, lang) -> str:
             return f"{float(v):.2f} {T['mu']}"
         if fmt == "yn":
             return T["yes"] if bool(v) else T["no"]
+        if fmt == "count":  # counts left are apportioned by area share: show whole units
+            return f"{float(v):.0f}"
         if isinstance(v, (pd.Timestamp, dt.date)):
             return pd.Timestamp(v).date().isoformat()
         return v
@@ -276,8 +278,8 @@ def _panel_html(red, parcels, alerts, T, lang) -> str:
     items = [("project_id", None), ("district", None), ("leader", None), ("unit", None),
              ("deadline", None), ("freeze_date", None), ("total_mu", "mu"), ("acquired_mu", "mu"),
              ("delivered_mu", "mu"), ("completion_rate", "pct"), ("clean_land_rate", "pct"),
-             ("houses_left", None), ("households_left", None), ("graves_left", None),
-             ("special_crops_left", None), ("attachments_left", None), ("overdue", "yn")]
+             ("houses_left", "count"), ("households_left", "count"), ("graves_left", "count"),
+             ("special_crops_left", "count"), ("attachments_left", "count"), ("overdue", "yn")]
     rows = [(T[c], get(c, f)) for c, f in items if c in red.columns]
     rows.append((T["parcel_count"], len(parcels)))
     if alerts is not None:
@@ -333,9 +335,7 @@ def _page(*, title, day, T, legend, panel, data, lang) -> str:
 <body>
 <header id="gis-header"><h1>{_esc(title)}</h1><span>{_esc(T['as_of'])} {_esc(day)}</span></header>
 <div id="map"></div>
-{legend}
-{panel}
-{search}
+<div id="gis-boxes" hidden>{legend}{panel}{search}</div>
 <script type="application/json" id="gis-data">{_json_for_script(data)}</script>
 <script>{leaflet_js}</script>
 <script>{map_js}</script>

@@ -127,9 +127,9 @@
       [T.delivered_mu, fmt(col(c.delivered_mu, i), 2) + ' ' + T.mu],
       [T.completion_rate, pct(col(c.completion_rate, i))],
       [T.clean_land_rate, pct(col(c.clean_land_rate, i))],
-      [T.houses_left, col(c.houses_left, i)], [T.households_left, col(c.households_left, i)],
-      [T.graves_left, col(c.graves_left, i)], [T.special_crops_left, col(c.special_crops_left, i)],
-      [T.attachments_left, col(c.attachments_left, i)], [T.overdue, yesno(col(c.overdue, i))]]);
+      [T.houses_left, fmt(col(c.houses_left, i), 0)], [T.households_left, fmt(col(c.households_left, i), 0)],
+      [T.graves_left, fmt(col(c.graves_left, i), 0)], [T.special_crops_left, fmt(col(c.special_crops_left, i), 0)],
+      [T.attachments_left, fmt(col(c.attachments_left, i), 0)], [T.overdue, yesno(col(c.overdue, i))]]);
   }
   for (var j = 0; j < redShapes.length; j++) {
     var rl = L.polygon(redShapes[j], { renderer: renderer, color: D.redlineColour, weight: 2.5,
@@ -244,7 +244,7 @@
     return prefix;
   }
   function showLayer(lyr, content) {
-    map.fitBounds(lyr.getBounds(), { maxZoom: 19, padding: [40, 40] });
+    map.fitBounds(lyr.getBounds(), { maxZoom: 19, padding: [40, 40], animate: false });
     L.popup({ maxWidth: 360 }).setLatLng(lyr.getBounds().getCenter()).setContent(content).openOn(map);
   }
   window.gisFind = function (q) {
@@ -265,6 +265,8 @@
   });
 
   window.gisLayers = { parcels: parcels, redlines: redlines, alerts: alerts };
+  // The boxes above waited in a hidden holder, out of the page flow; measure the map again.
+  map.invalidateSize(false);
   map.fitBounds(D.view, { padding: [20, 20] });
   // Ready once the canvas has painted the parcels (two animation frames).
   requestAnimationFrame(function () { requestAnimationFrame(function () { window.gisReady = true; }); });

@@ -1,0 +1,162 @@
+"""The map and the bulletin opened in headless Chromium, offline, as a person would.
+
+Each page is opened with every non-file request blocked; the tests assert
+that nothing was requested or failed, that no dialog opened (hostile text in
+the layers must not run), look at the page (Leaflet map, drawn parcels,
+legend, popups on click) and keep screenshots under test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+import mapsdata
+from gis.browser import Browser, find_chromium
+from gis.maps import write_clearance_map
+from gis.report import write_bulletin
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    find_chromium()  # a missing browser is an error here, not a skip: `make system` installs it
+    folder = tmp_path_factory.mktemp("browser")
+    return folder, *mapsdata.build(folder)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with Browser(width=1280, height=860) as b:
+        yield b
+
+
+def _clean(b: Browser) -> None:
+    assert b.external_requests == []
+    assert b.failed_requests == []
+    assert b.dialogs == []
+    assert b.exceptions == []
+
+
+def _reset(b: Browser) -> None:
+    for lst in (b.external_requests, b.failed_requests, b.dialogs, b.exceptions, b.console_errors):
+        lst.clear()
+
+
+def _click_layer(b: Browser, expr: str) -> None:
+    """Click at the screen point of a layer's centre (``expr`` evaluates to the layer)."""
+    x, y = b.evaluate(f"""(() => {{ const l = {expr}; const m = window.gisMap;
+        const ll = l.getBounds ? l.getBounds().getCenter() : l.getLatLng();
+        const p = m.latLngToContainerPoint(ll); const r = m.getContainer().getBoundingClientRect();
+        return [p.x + r.left, p.y + r.top]; }})()""")
+    b.click(x, y)
+
+
+def test_clearance_map_offline(demo, browser):
+    folder, county, c, alerts, store_dir, ortho = demo
+    out = write_clearance_map(c, folder / "clearance.html", alerts=alerts, store_dir=store_dir,
+                              orthophoto=ortho, orthophoto_label="2026-11-21", as_of=mapsdata.AS_OF)
+    _reset(browser)
+    browser.open(out, ready="window.gisReady === true")
+    assert browser.evaluate("typeof L === 'object' && window.gisMap instanceof L.Map")
+    n = browser.evaluate("window.gisLayers.parcels.getLayers().length")
+    assert n == len(c.parcels)
+    # parcels were really painted: the canvas has many coloured pixels
+    painted = browser.evaluate("""(() => { const cv = document.querySelector('.leaflet-overlay-pane canvas');
+        const d = cv.getContext('2d').getImageData(0, 0, cv.width, cv.height).data; let k = 0;
+        for (let i = 3; i < d.length; i += 4 * 7) if (d[i] > 0) k++; return k; })()""")
+    assert painted > 10000
+    legend = browser.evaluate("""(() => { const r = document.getElementById('gis-legend').getBoundingClientRect();
+        return [r.width, r.height, r.bottom <= innerHeight, getComputedStyle(
+            document.getElementById('gis-legend')).visibility]; })()""")
+    assert legend[0] > 100 and legend[1] > 100 and legend[2] and legend[3] == "visible"
+    assert "净地交付" in browser.evaluate("document.getElementById('gis-legend').textContent")
+    assert browser.evaluate("document.querySelectorAll('.leaflet-control-layers-selector').length") >= 4
+    assert browser.evaluate("document.querySelector('.leaflet-control-scale-line').textContent").strip()
+    assert browser.evaluate("document.querySelector('.leaflet-image-layer').complete")
+    browser.screenshot(mapsdata.artifact("clearance_map.png"))
+
+    # a click on a parcel opens its popup
+    pid = str(c.parcels["parcel_id"].iloc[0])
+    browser.evaluate("window.gisMap.setView(window.gisLayers.parcels.getLayers()[0].getBounds().getCenter(), 18, {animate: false}); true")
+    _click_layer(browser, "window.gisLayers.parcels.getLayers()[0]")
+    text = browser.evaluate("([...document.querySelectorAll('.leaflet-popup-content')].pop() || {}).textContent || ''")
+    assert pid in text and "状态" in text
+
+    # a click on an alert marker opens its popup with both chips decoded
+    browser.evaluate("window.gisMap.closePopup(); window.gisMap.setView(window.gisLayers.alerts.getLayers()[1]"
+                     ".getLatLng(), 18, {animate: false}); true")
+    _click_layer(browser, "window.gisLayers.alerts.getLayers()[1]")
+    text = browser.evaluate("[...document.querySelectorAll('.leaflet-popup-content')].pop().textContent")
+    assert "A000" in text and "新增建筑" in text and "亩" in text and "冻结日后新增" in text
+    assert mapsdata.NOTE in text  # the hostile note, shown as text
+    assert browser.evaluate("[...document.querySelectorAll('.gis-chips img')].filter(i => i.naturalWidth"
+                            " === 64).length") == 2
+    time.sleep(0.5)  # let the popup fade in and the map pan to it before the picture
+    browser.screenshot(mapsdata.artifact("clearance_map_alert_popup.png"))
+
+    # search by project id and by parcel id
+    assert browser.evaluate("window.gisFind('P02')") == "project"
+    assert "P02" in browser.evaluate("[...document.querySelectorAll('.leaflet-popup-content')].pop().textContent")
+    hostile = mapsdata.hostile_parcel_id(c)
+    browser.evaluate(f"document.getElementById('gis-search-input').value = {hostile!r};"
+                     "document.querySelector('#gis-search button').click(); true")
+    text = browser.evaluate("[...document.querySelectorAll('.leaflet-popup-content')].pop().textContent")
+    assert mapsdata.SCRIPT in text and mapsdata.IMG in text
+    assert browser.evaluate("document.querySelectorAll('img[src=\"x\"], .leaflet-popup-content script,"
+                            " .leaflet-popup-content b').length") == 0
+    time.sleep(0.5)
+    browser.screenshot(mapsdata.artifact("clearance_map_hostile_popup.png"))
+    assert browser.evaluate("window.gisFind('no-such-id')") is None
+    assert browser.evaluate("document.getElementById('gis-search-msg').textContent") == "未找到"
+    _clean(browser)
+
+
+def test_battle_map_and_english(demo, browser):
+    folder, county, c, alerts, store_dir, ortho = demo
+    out = write_clearance_map(c, folder / "P03.html", alerts=alerts, store_dir=store_dir, orthophoto=ortho,
+                              project="P03", as_of=mapsdata.AS_OF)
+    _reset(browser)
+    browser.open(out, ready="window.gisReady === true")
+    panel = browser.evaluate("document.getElementById('gis-panel').textContent")
+    assert "征地完成率" in panel and "P03" in panel
+    zoom = browser.evaluate("window.gisMap.getZoom()")
+    assert zoom >= 16  # zoomed to the project, not the county
+    browser.screenshot(mapsdata.artifact("battle_map_P03.png"))
+    hostile = write_clearance_map(c, folder / "P05.html", project="P05", lang="en")
+    browser.open(hostile, ready="window.gisReady === true")
+    assert "</script><script>alert(3)" in browser.evaluate("document.title")
+    assert "Parcel clearance status" in browser.evaluate("document.getElementById('gis-legend').textContent")
+    browser.screenshot(mapsdata.artifact("battle_map_P05_en.png"))
+    _clean(browser)
+
+
+def test_bulletin_offline(demo, browser):
+    folder, county, c, alerts, store_dir, ortho = demo
+    out = write_bulletin(c, folder / "bulletin.html", alerts=alerts, store_dir=store_dir,
+                         as_of=mapsdata.AS_OF)
+    _reset(browser)
+    browser.open(out)
+    assert browser.evaluate("document.querySelectorAll('table').length") >= 7
+    assert browser.evaluate("document.querySelector('img.chart').naturalWidth") > 400
+    body = browser.evaluate("document.body.innerText")
+    assert "红榜" in body and "黑榜" in body and "本周新增预警" in body
+    assert browser.evaluate("document.querySelectorAll('img[src=\"x\"], td b, td script').length") == 0
+    browser.screenshot(mapsdata.artifact("bulletin.png"), full_page=True)
+    _clean(browser)
+
+
+def test_bench_script_runs_small(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "bench_map", Path(__file__).resolve().parent.parent / "scripts" / "bench_map.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    results = bench.bench([300], tmp_path, repeat=1)
+    assert results[0]["drawn"] == 300
+    assert results[0]["failed_requests"] == 0 and results[0]["external_requests"] == 0
+    assert results[0]["html_mb"] > 0
