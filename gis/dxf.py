@@ -63,7 +63,10 @@ def read_dxf(path: str | os.PathLike, *, layer: str | None = None) -> gpd.GeoDat
     ids = [f"{lyr}-{h}" for lyr, h in zip(layers, handles)]
     names: list = [None] * len(geoms)
     if labels and len(geoms):
-        tree = shapely.STRtree(geoms)
+        # an open outline still encloses its label: match labels against it as if closed
+        areas = np.array([g if g.geom_type == "Polygon" or len(g.coords) < 3 else shapely.Polygon(g.coords)
+                          for g in geoms], dtype=object)
+        tree = shapely.STRtree(areas)
         lab_idx, geom_idx = tree.query(np.array(label_points), predicate="within")
         # the first label inside a shape names it; more are ignored
         for li, gi in zip(lab_idx[::-1], geom_idx[::-1]):

@@ -98,8 +98,9 @@ def project_figures(
 ) -> pd.DataFrame:
     """One row per project (every red line, even those with no parcels)."""
     as_of = as_of or dt.date.today()
-    counts = parcels[["parcel_id", *COUNT_COLUMNS]].set_index("parcel_id")
-    rows = pieces[["project_id", "parcel_id", "status"]].join(counts, on="parcel_id")
+    at = pieces["_parcel"].to_numpy()  # row of each piece's parcel
+    rows = pd.DataFrame({"project_id": pieces["project_id"].to_numpy(), "status": pieces["status"].to_numpy(),
+                         **{c: parcels[c].to_numpy()[at] for c in COUNT_COLUMNS}})
     figs = _finish(_area_sums(rows, pieces["area_m2"].to_numpy(), pieces["share"].to_numpy(), "project_id"))
 
     meta_cols = [c for c in ("project_id", "name", "district", "project_type", "leader", "unit",
@@ -109,7 +110,7 @@ def project_figures(
         out[[c for c in FIGURE_COLUMNS if c not in ("completion_rate", "clean_land_rate")]].fillna(0.0))
     out[["_total_m2", "_delivered_m2"]] = out[["_total_m2", "_delivered_m2"]].fillna(0.0)
     deadline = pd.to_datetime(out["deadline"]) if "deadline" in out else pd.Series(pd.NaT, index=out.index)
-    past = (deadline.dt.date < as_of).fillna(False).to_numpy(dtype=bool)
+    past = (deadline < pd.Timestamp(as_of)).to_numpy(dtype=bool)  # NaT compares False
     out["overdue"] = past & (out["_delivered_m2"] < out["_total_m2"]).to_numpy()
     progressed = progressed_projects(pieces, parcels, previous)
     out["progressed"] = (progressed.reindex(out.index).fillna(False).astype(bool)

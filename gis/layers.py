@@ -131,6 +131,17 @@ def read_raw(path: str | os.PathLike, *, layer: str | None = None,
     if not isinstance(gdf, gpd.GeoDataFrame) or gdf.geometry is None:
         raise errors.UnreadableLayerError("the file has no geometry column", path=path, layer=layer,
                                           hint="export the layer with its geometry")
+    if gdf.crs is not None and gdf.crs.is_geographic and len(gdf) and _not_degrees(gdf):
+        # GeoJSON readers assume WGS 84 when a file says nothing; metres read as degrees
+        if source_crs is None:
+            b = gdf.total_bounds
+            raise errors.MissingCRSError(
+                f"the layer claims {gdf.crs.to_string()} (degrees) but its coordinates reach "
+                f"{b[2]:.0f}, {b[3]:.0f}: they are projected metres and the real CRS is missing",
+                path=path, layer=layer,
+                hint="pass --crs EPSG:N with the CRS the coordinates are in (e.g. EPSG:4547)",
+            )
+        gdf = gdf.set_crs(parse_crs(source_crs, what="--crs"), allow_override=True)
     if gdf.crs is None:
         if source_crs is None:
             raise errors.MissingCRSError(
@@ -140,6 +151,11 @@ def read_raw(path: str | os.PathLike, *, layer: str | None = None,
             )
         gdf = gdf.set_crs(parse_crs(source_crs, what="--crs"))
     return gdf
+
+
+def _not_degrees(gdf: gpd.GeoDataFrame) -> bool:
+    xmin, ymin, xmax, ymax = gdf.total_bounds
+    return bool(max(abs(xmin), abs(xmax)) > 180 or max(abs(ymin), abs(ymax)) > 90)
 
 
 def inspect_layer(
@@ -284,12 +300,21 @@ def _rename_columns(raw: gpd.GeoDataFrame, schema: LayerSchema, report: LayerRep
     return gdf
 
 
+def _clean_text(values: pd.Series) -> np.ndarray:
+    """Strings stripped of surrounding blanks, None where missing (object array).
+
+    Uses Arrow's string kernels: a million ids take ~0.1 s instead of ~1 s
+    through Python-level ``str.strip``.
+    """
+    if pd.api.types.is_float_dtype(values) and np.all(np.mod(values.dropna(), 1) == 0):
+        values = values.astype("Int64")  # 101.0 read from a Shapefile is parcel 101
+    text = values.astype("string[pyarrow]").str.strip()
+    return text.to_numpy(dtype=object, na_value=None)
+
+
 def _normalise_ids(gdf: gpd.GeoDataFrame, schema: LayerSchema, report: LayerReport) -> gpd.GeoDataFrame:
     idc = schema.id_column
-    ids = gdf[idc]
-    if pd.api.types.is_float_dtype(ids) and np.all(np.mod(ids.dropna(), 1) == 0):
-        ids = ids.astype("Int64")  # 101.0 read from a Shapefile is parcel 101
-    text = ids.astype("string").str.strip()
+    text = pd.Series(_clean_text(gdf[idc]), index=gdf.index)
     blank = text.isna() | (text == "")
     if blank.any():
         rows = [f"row {i + 1}" for i in np.flatnonzero(blank.to_numpy())]
@@ -303,11 +328,10 @@ def _normalise_ids(gdf: gpd.GeoDataFrame, schema: LayerSchema, report: LayerRepo
             ids=sorted(dup.unique().tolist()),
             hint=f"make every {idc} unique (merge or renumber the duplicates), then run again",
             error=errors.DuplicateIdError))
-    gdf = gdf.copy()
-    gdf[idc] = text.astype(object)
+    gdf[idc] = text.to_numpy()
     for ref in ("district", "parcel_id", "project_id"):
         if ref != idc and ref in gdf.columns:
-            gdf[ref] = gdf[ref].astype("string").str.strip().astype(object).where(gdf[ref].notna(), None)
+            gdf[ref] = _clean_text(gdf[ref])
     if "district" in schema.required:
         nodist = gdf["district"].isna() | (gdf["district"] == "")
         if nodist.any():
@@ -343,7 +367,11 @@ def _normalise_attributes(gdf: gpd.GeoDataFrame, schema: LayerSchema, report: La
             gdf[col.name] = 0 if col.kind == "int" else (False if col.kind == "bool" else (pd.NaT if col.kind == "date" else None))
             continue
         values = gdf[col.name]
-        if col.kind == "int":
+        if col.kind == "int" and pd.api.types.is_integer_dtype(values):
+            bad = values < 0
+            _flag(report, bad, gdf[idc], col, "a whole number of 0 or more")
+            gdf[col.name] = values.where(~bad, 0).astype("int64")
+        elif col.kind == "int":
             num = pd.to_numeric(values, errors="coerce")
             bad = (num.isna() & values.notna() & (values.astype("string").str.strip() != "")) | (num < 0) | (np.mod(num.fillna(0), 1) != 0)
             _flag(report, bad, gdf[idc], col, "a whole number of 0 or more")
@@ -360,7 +388,7 @@ def _normalise_attributes(gdf: gpd.GeoDataFrame, schema: LayerSchema, report: La
             _flag(report, bad, gdf[idc], col, "yes/no (是/否, true/false, 1/0)")
             gdf[col.name] = text.isin(_TRUE).astype(bool)
         elif col.name != idc and col.name not in ("district", "parcel_id", "project_id"):
-            gdf[col.name] = values.astype("string").str.strip().astype(object).where(values.notna(), None)
+            gdf[col.name] = _clean_text(values)
     if schema.status_column:
         gdf = _normalise_status(gdf, schema, report)
     return gdf
@@ -376,11 +404,15 @@ def _flag(report: LayerReport, bad: pd.Series, ids: pd.Series, col, expected: st
 
 def _normalise_status(gdf: gpd.GeoDataFrame, schema: LayerSchema, report: LayerReport) -> gpd.GeoDataFrame:
     col = schema.status_column
-    text = gdf[col].astype("string").str.strip()
-    canonical = text.str.lower().map(STATUS_ALIASES).fillna(text.map(STATUS_ALIASES))
+    codes, uniques = pd.factorize(gdf[col])  # a handful of distinct values
+    clean = [str(u).strip() for u in uniques]
+    mapped = np.array([STATUS_ALIASES.get(u.lower(), STATUS_ALIASES.get(u)) for u in clean] + [None],
+                      dtype=object)
+    canonical = pd.Series(mapped[codes], index=gdf.index)  # code -1 (missing) -> None
     unknown = canonical.isna()
     if unknown.any():
-        values = sorted(text[unknown].fillna("<empty>").unique().tolist())
+        shown = np.array(clean + ["<empty>"], dtype=object)
+        values = sorted(set(shown[codes[unknown.to_numpy()]].tolist()))
         allowed = ", ".join(f"{s} ({zh})" for s, zh in
                             zip(STATUSES, ("未启动", "已摸底", "已签约", "已补偿", "已拆除", "净地交付")))
         report.problems.append(Problem(
@@ -388,7 +420,7 @@ def _normalise_status(gdf: gpd.GeoDataFrame, schema: LayerSchema, report: LayerR
             f"unknown status value(s) {values} in {int(unknown.sum())} feature(s)",
             ids=gdf.loc[unknown, schema.id_column].tolist(),
             hint=f"use one of: {allowed}", error=errors.UnknownStatusError))
-    gdf[col] = canonical.astype(object)
+    gdf[col] = canonical.to_numpy()
     return gdf
 
 
@@ -397,7 +429,9 @@ def _normalise_status(gdf: gpd.GeoDataFrame, schema: LayerSchema, report: LayerR
 
 def _check_geometry(gdf: gpd.GeoDataFrame, schema: LayerSchema, report: LayerReport) -> gpd.GeoDataFrame:
     idc = schema.id_column
-    geoms = shapely.force_2d(gdf.geometry.to_numpy())
+    geoms = gdf.geometry.to_numpy().copy()
+    if shapely.has_z(geoms).any():
+        geoms = shapely.force_2d(geoms)
     empty = shapely.is_missing(geoms) | shapely.is_empty(geoms)
     if empty.any():
         report.problems.append(Problem(
@@ -417,7 +451,7 @@ def _check_geometry(gdf: gpd.GeoDataFrame, schema: LayerSchema, report: LayerRep
 
     check = polygonal & ~empty
     invalid = np.zeros(len(geoms), dtype=bool)
-    invalid[check] = ~shapely.is_valid(geoms[check])
+    invalid[check] = ~_is_valid_threaded(geoms[check])
     if invalid.any():
         reasons = shapely.is_valid_reason(geoms[invalid])
         fixed = shapely.make_valid(geoms[invalid])
@@ -436,6 +470,18 @@ def _check_geometry(gdf: gpd.GeoDataFrame, schema: LayerSchema, report: LayerRep
         geoms[invalid] = fixed
     gdf = gdf.set_geometry(gpd.GeoSeries(geoms, index=gdf.index, crs=gdf.crs))
     return gdf
+
+
+def _is_valid_threaded(geoms: np.ndarray) -> np.ndarray:
+    """shapely.is_valid on all cores (shapely releases the GIL)."""
+    n = min(os.cpu_count() or 1, 8)
+    if n == 1 or len(geoms) < 50_000:
+        return shapely.is_valid(geoms)
+    from concurrent.futures import ThreadPoolExecutor
+
+    chunks = np.array_split(geoms, n)
+    with ThreadPoolExecutor(n) as pool:
+        return np.concatenate(list(pool.map(shapely.is_valid, chunks)))
 
 
 def _polygonal_part(geom):

@@ -104,7 +104,8 @@ class LayerSchema:
         """Every accepted header (lower-cased English, Chinese) -> column name."""
         out: dict[str, str] = {}
         for c in self.columns:
-            for alias in (c.name, c.zh, *c.aliases):
+            # name[:10]: Shapefiles truncate field names (special_crops -> special_cr)
+            for alias in (c.name, c.zh, *c.aliases, c.name[:10]):
                 out[alias.strip().lower()] = c.name
         return out
 

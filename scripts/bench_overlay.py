@@ -1,0 +1,152 @@
+"""Benchmark: gis overlay + figures against geopandas.overlay + groupby.
+
+Builds a synthetic cadastre (a jittered grid of irregular 8-vertex parcels of
+0.1 ha in EPSG:4547, CGCS2000 3-degree GK CM 114E) and star-shaped red lines
+of 20-200 ha that overlap, then times, each in its own fresh process so that
+peak memory is its own:
+
+(a) gis: ``gis.pipeline.clearance`` on the two GeoDataFrames — validation,
+    overlay and project + district figures, end to end;
+(b) plain geopandas: ``geopandas.overlay(how="intersection")`` then a
+    groupby of areas by project and status class.
+
+Both must give the same total and per-project areas (relative 1e-9).
+
+    python scripts/bench_overlay.py --parcels 1000000 --redlines 500
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+ORIGIN = (400_000.0, 3_300_000.0)
+CELL = 1000.0 ** 0.5  # 0.1 ha parcels
+
+
+def build(n_parcels: int, n_redlines: int, seed: int = 7):
+    import geopandas as gpd
+    import shapely
+
+    from gis.demo import jittered_cadastre
+    from gis.schema import STATUSES
+
+    rng = np.random.default_rng(seed)
+    side = int(round(n_parcels ** 0.5))
+    geoms = jittered_cadastre(side, side, CELL, ORIGIN, seed=seed)
+    n = len(geoms)
+    extent = side * CELL
+    cx = shapely.get_x(shapely.centroid(geoms))
+    parcels = gpd.GeoDataFrame({
+        "parcel_id": np.char.add("Q", np.arange(n).astype(str)),
+        "district": np.char.add("D", ((cx - ORIGIN[0]) // (extent / 6)).astype(int).astype(str)),
+        "status": rng.choice(STATUSES, n),
+        "houses": rng.integers(0, 3, n),
+        "graves": rng.integers(0, 2, n),
+    }, geometry=geoms, crs="EPSG:4547")
+
+    # star-shaped red lines, 20-200 ha
+    k = 24
+    area_ha = rng.uniform(20, 200, n_redlines)
+    r_mean = np.sqrt(area_ha * 10_000 / np.pi)
+    centres = rng.uniform(0.05 * extent, 0.95 * extent, (n_redlines, 2)) + ORIGIN
+    angles = np.linspace(0, 2 * np.pi, k, endpoint=False)
+    radii = r_mean[:, None] * np.where(np.arange(k) % 2 == 0, 1.15, 0.8) * rng.uniform(0.9, 1.1, (n_redlines, k))
+    ring = np.stack([centres[:, None, 0] + radii * np.cos(angles),
+                     centres[:, None, 1] + radii * np.sin(angles)], axis=-1)
+    ring = np.concatenate([ring, ring[:, :1]], axis=1)
+    red = gpd.GeoDataFrame({
+        "project_id": [f"R{i:04d}" for i in range(n_redlines)],
+        "district": "D0",
+        "name": [f"项目{i}" for i in range(n_redlines)],
+    }, geometry=shapely.polygons(ring), crs="EPSG:4547")
+    return parcels, red
+
+
+def run_gis(parcels, red):
+    from gis.pipeline import clearance
+
+    t0 = time.perf_counter()
+    c = clearance(red, parcels)
+    elapsed = time.perf_counter() - t0
+    per_project = dict(zip(c.projects["project_id"], c.projects["total_mu"] * (10000 / 15)))
+    acquired = dict(zip(c.projects["project_id"], c.projects["acquired_mu"] * (10000 / 15)))
+    return elapsed, per_project, acquired, len(c.pieces)
+
+
+def run_geopandas(parcels, red):
+    import geopandas as gpd
+
+    from gis.schema import ACQUIRED_FROM, STATUS_RANK
+
+    t0 = time.perf_counter()
+    pieces = gpd.overlay(parcels, red[["project_id", "geometry"]], how="intersection", keep_geom_type=True)
+    pieces["area"] = pieces.geometry.area
+    pieces = pieces[pieces["area"] > 0]
+    pieces["acquired"] = pieces["area"].where(pieces["status"].map(STATUS_RANK) >= ACQUIRED_FROM, 0.0)
+    sums = pieces.groupby("project_id")[["area", "acquired"]].sum()
+    elapsed = time.perf_counter() - t0
+    return elapsed, sums["area"].to_dict(), sums["acquired"].to_dict(), len(pieces)
+
+
+def child(which: str, n_parcels: int, n_redlines: int) -> None:
+    parcels, red = build(n_parcels, n_redlines)
+    t, per_project, acquired, n_pieces = (run_gis if which == "gis" else run_geopandas)(parcels, red)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"time": t, "peak_rss": peak, "per_project": per_project,
+                      "acquired": acquired, "pieces": n_pieces}))
+
+
+def measure(which: str, n_parcels: int, n_redlines: int) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--child", which, "--parcels", str(n_parcels),
+                          "--redlines", str(n_redlines)], check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def compare(a: dict, b: dict, rtol: float = 1e-9) -> list[str]:
+    problems = []
+    for key in ("per_project", "acquired"):
+        pa, pb = a[key], b[key]
+        ta, tb = sum(pa.values()), sum(pb.values())
+        if abs(ta - tb) > rtol * max(abs(tb), 1.0):
+            problems.append(f"{key} total differs: {ta!r} vs {tb!r}")
+        for pid, vb in pb.items():
+            va = pa.get(pid, 0.0)
+            if abs(va - vb) > rtol * max(abs(vb), 1.0):
+                problems.append(f"{key} {pid}: {va!r} vs {vb!r}")
+    return problems
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--parcels", type=int, default=100_000)
+    ap.add_argument("--redlines", type=int, default=500)
+    ap.add_argument("--repeat", type=int, default=1, help="runs of each; the median is reported")
+    ap.add_argument("--child", choices=["gis", "geopandas"], help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child:
+        child(args.child, args.parcels, args.redlines)
+        return 0
+
+    runs = {w: [measure(w, args.parcels, args.redlines) for _ in range(args.repeat)] for w in ("gis", "geopandas")}
+    med = {w: sorted(r, key=lambda x: x["time"])[len(r) // 2] for w, r in runs.items()}
+    a, b = med["gis"], med["geopandas"]
+    problems = compare(a, b)
+    print(f"parcels {args.parcels:,}  red lines {args.redlines}  pieces gis {a['pieces']:,} / geopandas {b['pieces']:,}")
+    print(f"(a) gis overlay + figures          {a['time']:8.2f} s   peak RSS {a['peak_rss'] / 2**30:5.2f} GB")
+    print(f"(b) geopandas.overlay + groupby    {b['time']:8.2f} s   peak RSS {b['peak_rss'] / 2**30:5.2f} GB")
+    print(f"speed-up (b)/(a): {b['time'] / a['time']:.2f}x")
+    print("areas agree (relative 1e-9): " + ("yes" if not problems else "NO"))
+    for p in problems[:10]:
+        print("  " + p)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

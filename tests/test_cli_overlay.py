@@ -1,0 +1,72 @@
+"""``gis overlay``: GeoPackage layers, Excel workbook, atomic writes."""
+
+from __future__ import annotations
+
+import geopandas as gpd
+import openpyxl
+import pyogrio
+import pytest
+from click.testing import CliRunner
+
+from gis.cli import main
+from gis.pipeline import clearance, write_clearance
+
+
+def test_overlay_writes_layers_and_workbook(small_layers, tmp_path):
+    s = small_layers
+    out, xlsx = tmp_path / "out.gpkg", tmp_path / "out.xlsx"
+    res = CliRunner().invoke(main, ["overlay", "--redlines", str(s["redlines_path"]), "--parcels",
+                                    str(s["parcels_path"]), "--out", str(out), "--xlsx", str(xlsx),
+                                    "--as-of", "2026-11-21"])
+    assert res.exit_code == 0, res.output
+    names = {n for n, _ in pyogrio.list_layers(out)}
+    assert names == {"parcel_pieces", "project_figures", "district_figures"}
+    pieces = gpd.read_file(out, layer="parcel_pieces")
+    assert list(pieces.columns) == ["parcel_id", "project_id", "district", "status", "area_m2", "area_mu", "geometry"]
+    assert len(pieces) == 4
+    proj = pyogrio.read_dataframe(out, layer="project_figures", read_geometry=False).set_index("project_id")
+    assert proj.loc["A", "completion_rate"] == pytest.approx(1.0)
+    dist = pyogrio.read_dataframe(out, layer="district_figures", read_geometry=False)
+    assert list(dist["list"]) == ["red", "black"]
+
+    wb = openpyxl.load_workbook(xlsx)
+    ws = wb["项目进度"]
+    headers = [c.value for c in ws[1]]
+    assert headers[:3] == ["项目编号", "项目名称", "所属区县"] and "征地完成率" in headers
+    rows = {r[0]: dict(zip(headers, r)) for r in ws.iter_rows(min_row=2, values_only=True)}
+    assert rows["A"]["征地完成率"] == pytest.approx(1.0) and rows["A"]["是否逾期"] == "是"
+    assert rows["B"]["红线内宗地面积(亩)"] == pytest.approx(22.5)
+    assert ws.cell(2, headers.index("征地完成率") + 1).number_format == "0.00%"
+    dist_rows = list(wb["区县排名"].iter_rows(min_row=2, values_only=True))
+    dheaders = [c.value for c in wb["区县排名"][1]]
+    assert [dict(zip(dheaders, r))["红黑榜"] for r in dist_rows] == ["红榜", "黑榜"]
+
+
+def test_bad_status_exit_2_names_file_and_values(small_layers, tmp_path):
+    s = small_layers
+    bad = s["parcels"].copy()
+    bad.loc[0, "status"] = "finished?"
+    path = tmp_path / "bad.gpkg"
+    bad.to_file(path)
+    res = CliRunner().invoke(main, ["overlay", "--redlines", str(s["redlines_path"]), "--parcels", str(path),
+                                    "--out", str(tmp_path / "o.gpkg")])
+    assert res.exit_code == 2
+    assert "bad.gpkg" in res.output and "finished?" in res.output and "p1" in res.output
+    assert not (tmp_path / "o.gpkg").exists()
+
+
+def test_interrupted_write_keeps_previous_file(small_layers, tmp_path, monkeypatch):
+    s = small_layers
+    out = tmp_path / "out" / "figures.gpkg"
+    c = clearance(s["redlines_path"], s["parcels_path"], as_of=s["as_of"])
+    write_clearance(c, out)
+    before = out.read_bytes()
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt  # the user pressed Ctrl-C while the tables were written
+
+    monkeypatch.setattr(pyogrio, "write_dataframe", boom)
+    with pytest.raises(KeyboardInterrupt):
+        write_clearance(c, out)
+    assert out.read_bytes() == before
+    assert [p.name for p in out.parent.iterdir()] == ["figures.gpkg"]  # no half file left behind
