@@ -1,0 +1,305 @@
+"""Windowed change detection over a scene: tasks, workers, scene thresholds, output.
+
+1. :func:`gis.imagery.open_pair` validates the images and fixes the grid.
+2. Windows (1024 px blocks + 32 px overlap) that intersect the red lines plus
+   the buffer are listed; nothing else is read.
+3. Scene statistics (radiometric matching, thresholds) come from a sample of
+   up to 12 windows spread over that list (:mod:`gis.detect.scene`).
+4. Each window is an independent :class:`WindowTask` run by :func:`run_window`,
+   a plain picklable function of plain data: ``workers`` > 1 maps it over a
+   process pool; a Dask cluster could map the same function.
+5. Objects are joined with red lines, parcels and the structure inventory.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import rasterio
+import shapely
+from rasterio.features import rasterize
+from rasterio.windows import Window
+
+from gis.detect import classifier as clf_mod
+from gis.detect.dsm import height_masks
+from gis.detect.features import SceneStats, compute_features
+from gis.detect.objects import KINDS, MIN_AREA, components, polygonise
+from gis.detect.scene import estimate_stats
+from gis.detect.spectral import building_mask, demolition_mask
+from gis.detect.vegetation import vegetation_mask
+from gis.imagery import ImagePair, open_pair, read_window, windows_within
+from gis.schema import m2_to_mu
+
+log = logging.getLogger(__name__)
+
+__all__ = ["detect_changes", "WindowTask", "run_window", "COLUMNS"]
+
+COLUMNS = ["kind", "area_m2", "area_mu", "confidence", "project_id", "parcel_id", "in_inventory"]
+SAMPLE_WINDOWS = 12
+#: an inventory structure covering this share of a change polygon makes it known
+INVENTORY_OVERLAP = 0.3
+
+
+@dataclass
+class WindowTask:
+    pair: ImagePair
+    window: Window
+    core: Window
+    stats: SceneStats
+    min_area: dict
+    area_wkb: bytes | None = None  # red lines + buffer clipped to the window
+    model: object = None  # classifier dict or OnnxChangeModel
+    want_mask: bool = False
+    options: dict = field(default_factory=dict)
+
+
+@dataclass
+class WindowResult:
+    records: list
+    geoms: list
+    core: Window
+    mask: np.ndarray | None = None
+    empty: bool = False
+
+
+def run_window(task: WindowTask) -> WindowResult:
+    """Detect changes in one window. Pure function of the task (no shared state)."""
+    pair, win = task.pair, task.window
+    res = pair.grid.res
+    wd = read_window(pair, win)
+    valid = wd.valid
+    if task.area_wkb is not None:
+        area = shapely.from_wkb(task.area_wkb)
+        valid = valid & rasterize([area], out_shape=valid.shape, transform=wd.transform,
+                                  fill=0, dtype="uint8").astype(bool)
+    core = (task.core.row_off - win.row_off, task.core.col_off - win.col_off,
+            task.core.row_off - win.row_off + task.core.height, task.core.col_off - win.col_off + task.core.width)
+    if not wd.valid.any():
+        return WindowResult([], [], task.core, None, empty=True)
+    model = task.model
+    segments_model = isinstance(model, dict) and model["mode"] == "segments"
+    objects_model = isinstance(model, dict) and model["mode"] == "objects"
+    f = compute_features(wd.before, wd.after, task.stats, nir=pair.has_nir,
+                         full=segments_model or objects_model)
+    masks: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    t = task.stats.building_threshold
+    if segments_model:
+        p = clf_mod.segment_probability(model, f, res, pair.has_nir)
+        from gis.detect.spectral import clean
+        masks["new_structure"] = (clean(p >= 0.5, 3, 3), p)
+    elif model is not None and hasattr(model, "probability"):
+        p = model.probability(wd.before, wd.after)
+        masks["new_structure"] = (p >= 0.5, p)
+    else:
+        m, s = building_mask(f, task.stats, res)
+        masks["new_structure"] = (m, np.clip(s / (2 * t), 0, 1))
+    if wd.dsm_before is not None and wd.dsm_after is not None:
+        gain, loss, hs = height_masks(wd.dsm_before, wd.dsm_after, f, task.stats, res, pair.has_nir)
+        m0, c0 = masks["new_structure"]
+        # a height gain confirms a spectral change and finds grey-on-grey ones
+        masks["new_structure"] = (m0 | gain, np.maximum(c0, np.where(gain, 0.5 + 0.5 * hs, 0)))
+        masks["demolished"] = (loss, 0.5 + 0.5 * hs)
+    elif task.options.get("spectral_demolition"):
+        # colour alone is a weak witness of demolition (on LEVIR it doubled the false
+        # alarms), so without DSMs it is only on when asked for
+        m, s = demolition_mask(f, task.stats, res)
+        masks["demolished"] = (m & ~masks["new_structure"][0], np.clip(s / (2 * t), 0, 1))
+    masks["new_crops"] = vegetation_mask(f, task.stats, res, pair.has_nir)
+    masks = {k: (m & valid, c) for k, (m, c) in masks.items()}
+    labels, records = components(masks, res=res, core=core, min_area=task.min_area,
+                                 brightness=wd.after[:3].mean(0))
+    if objects_model and records:
+        n = labels.max() + 1
+        p = clf_mod.object_probability(model, f, labels, n, pair.has_nir)
+        keep_ids = set()
+        for r in records:
+            r["confidence"] = float(p[r["id"]])
+            if p[r["id"]] >= 0.5:
+                keep_ids.add(r["id"])
+        records = [r for r in records if r["id"] in keep_ids]
+        labels = np.where(np.isin(labels, list(keep_ids)), labels, 0)
+    polys = polygonise(labels, wd.transform, res)
+    geoms, out = [], []
+    for r in records:
+        g = polys.get(r["id"])
+        if g is None or g.is_empty:
+            continue
+        r["area_m2"] = r.pop("pixels") * res * res
+        geoms.append(shapely.to_wkb(g))
+        out.append(r)
+    mask = None
+    if task.want_mask:
+        r0, c0, r1, c1 = core
+        mask = (labels[r0:r1, c0:c1] > 0).astype(np.uint8)
+    return WindowResult(out, geoms, task.core, mask)
+
+
+def _layer(value, crs, reader: str):
+    """A GeoDataFrame (or path, read with gis.layers) in ``crs``; None stays None."""
+    if value is None:
+        return None
+    if not isinstance(value, gpd.GeoDataFrame):
+        from gis import layers
+
+        value = getattr(layers, reader)(value)
+    if value.crs is None:
+        from gis.errors import MissingCRSError
+        raise MissingCRSError("layer has no CRS", hint="set its CRS (e.g. EPSG:4547) and run again")
+    return value.to_crs(crs) if value.crs != crs else value
+
+
+def _sample(pair: ImagePair, windows: list, n: int):
+    idx = np.unique(np.linspace(0, len(windows) - 1, min(n, len(windows))).round().astype(int))
+    for i in idx:
+        wd = read_window(pair, windows[i][1])
+        yield wd.before, wd.after, wd.valid, wd.dsm_before, wd.dsm_after
+
+
+def _load_model(model, nir: bool):
+    if model is None or isinstance(model, dict):
+        return model
+    if str(model).lower().endswith(".onnx"):
+        from gis.detect.onnx import OnnxChangeModel
+        return OnnxChangeModel(model)
+    m = clf_mod.load_model(model)
+    clf_mod._check_nir(m, nir)
+    return m
+
+
+def _progress(progress, total: int):
+    if callable(progress):
+        return lambda done: progress(done, total)
+    if progress:
+        from rich.progress import Progress
+        bar = Progress(transient=True)
+        bar.start()
+        task = bar.add_task("detecting", total=total)
+
+        def step(done):
+            bar.update(task, completed=done)
+            if done >= total:
+                bar.stop()
+        return step
+    return lambda done: None
+
+
+def detect_changes(before, after, *, dsm_before=None, dsm_after=None, within=None, inventory=None,
+                   parcels=None, model=None, min_area=None, buffer=20.0, workers=1, mask_out=None,
+                   progress=False, band_map=None, block: int = 1024) -> gpd.GeoDataFrame:
+    """Change polygons between two orthophotos, on the after image's grid and CRS.
+
+    Columns: kind (new_structure | new_crops | demolished | other), area_m2,
+    area_mu, confidence [0, 1], project_id, parcel_id, in_inventory, geometry.
+    ``min_area`` (m2) overrides the per-kind defaults (20 m2 structures, 100 m2 crops).
+    ``model``: a ``gis model train`` joblib file or an ``.onnx`` change model.
+    """
+    pair = open_pair(before, after, dsm_before, dsm_after, band_map)
+    crs = pair.grid.crs
+    within_gdf = _layer(within, crs, "read_redlines")
+    parcels_gdf = _layer(parcels, crs, "read_parcels")
+    inventory_gdf = _layer(inventory, crs, "read_inventory")
+    geoms = None if within_gdf is None else within_gdf.geometry.values
+    windows = windows_within(pair.grid, geoms, buffer=buffer, block=block)
+    areas = [None] * len(windows)
+    if geoms is not None:
+        zone = shapely.buffer(shapely.union_all(geoms), buffer)
+        shapely.prepare(zone)
+        t = pair.grid.transform
+        for i, (w, _) in enumerate(windows):
+            b = rasterio.windows.bounds(w, t)
+            areas[i] = shapely.to_wkb(shapely.intersection(zone, shapely.box(*b)))
+    mins = dict(MIN_AREA) if min_area is None else {k: float(min_area) for k in KINDS}
+    loaded = _load_model(model, pair.has_nir)
+    stats = estimate_stats(_sample(pair, windows, SAMPLE_WINDOWS), nir=pair.has_nir) if windows else SceneStats()
+    tasks = [WindowTask(pair, w, c, stats, mins, a, loaded, mask_out is not None)
+             for (w, c), a in zip(windows, areas)]
+    log.info("%d windows of %d px to process", len(tasks), block)
+    step = _progress(progress, len(tasks))
+    records, wkbs, empty = [], [], 0
+    mask_dst = _open_mask(mask_out, pair) if mask_out is not None else None
+    try:
+        if workers and workers > 1 and len(tasks) > 1:
+            with ProcessPoolExecutor(max_workers=workers) as ex:
+                results = ex.map(run_window, tasks, chunksize=1)
+                for i, r in enumerate(results, 1):
+                    empty += _collect(r, records, wkbs, mask_dst)
+                    step(i)
+        else:
+            for i, t in enumerate(tasks, 1):
+                empty += _collect(run_window(t), records, wkbs, mask_dst)
+                step(i)
+    finally:
+        if mask_dst is not None:
+            mask_dst.close()
+    if mask_out is not None:
+        Path(mask_dst.name).replace(mask_out)
+    if empty:
+        log.warning("%d window(s) hold no valid data in both images (nodata): no changes there", empty)
+    out = _frame(records, wkbs, crs)
+    return _attach(out, within_gdf, parcels_gdf, inventory_gdf)
+
+
+def _collect(r: WindowResult, records, wkbs, mask_dst) -> int:
+    records.extend(r.records)
+    wkbs.extend(r.geoms)
+    if mask_dst is not None and r.mask is not None:
+        mask_dst.write(r.mask[None], window=r.core)
+    return int(r.empty)
+
+
+def _open_mask(path, pair: ImagePair):
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.part")
+    g = pair.grid
+    return rasterio.open(tmp, "w", driver="GTiff", width=g.width, height=g.height, count=1, dtype="uint8",
+                         crs=g.crs, transform=g.transform, tiled=True, blockxsize=256, blockysize=256,
+                         compress="deflate", nodata=None, sparse_ok=True)
+
+
+def _frame(records: list, wkbs: list, crs) -> gpd.GeoDataFrame:
+    df = pd.DataFrame(records, columns=["kind", "confidence", "area_m2"])
+    geom = shapely.from_wkb(np.array(wkbs, dtype=object)) if wkbs else np.array([], dtype=object)
+    gdf = gpd.GeoDataFrame(df, geometry=gpd.GeoSeries(geom, crs=crs), crs=crs)
+    gdf["area_m2"] = gdf["area_m2"].astype(float)
+    gdf["area_mu"] = m2_to_mu(gdf["area_m2"])
+    gdf["confidence"] = gdf["confidence"].astype(float).round(3)
+    gdf["project_id"] = ""
+    gdf["parcel_id"] = ""
+    gdf["in_inventory"] = False
+    return gdf
+
+
+def _largest_overlap(changes: gpd.GeoDataFrame, layer: gpd.GeoDataFrame, column: str) -> pd.Series:
+    """Value of ``column`` of the feature covering most of each change ('' if none)."""
+    out = pd.Series("", index=changes.index, dtype=object)
+    if layer is None or column not in layer.columns or changes.empty:
+        return out
+    tree = shapely.STRtree(layer.geometry.values)
+    i, j = tree.query(changes.geometry.values, predicate="intersects")
+    if len(i) == 0:
+        return out
+    ov = shapely.area(shapely.intersection(changes.geometry.values[i], layer.geometry.values[j]))
+    pairs = pd.DataFrame({"i": i, "j": j, "ov": ov}).sort_values("ov", ascending=False).drop_duplicates("i")
+    out.iloc[pairs["i"].to_numpy()] = layer[column].astype(str).to_numpy()[pairs["j"].to_numpy()]
+    return out
+
+
+def _attach(changes, within, parcels, inventory) -> gpd.GeoDataFrame:
+    changes["project_id"] = _largest_overlap(changes, within, "project_id")
+    changes["parcel_id"] = _largest_overlap(changes, parcels, "parcel_id")
+    if inventory is not None and not changes.empty:
+        tree = shapely.STRtree(inventory.geometry.values)
+        i, j = tree.query(changes.geometry.values, predicate="intersects")
+        if len(i):
+            ov = shapely.area(shapely.intersection(changes.geometry.values[i], inventory.geometry.values[j]))
+            share = pd.Series(ov).groupby(i).sum() / changes.geometry.area.to_numpy()[
+                np.unique(i)]
+            known = share.index[share.to_numpy() >= INVENTORY_OVERLAP]
+            changes.loc[changes.index[known], "in_inventory"] = True
+    return changes[COLUMNS + ["geometry"]].reset_index(drop=True)

@@ -1,0 +1,89 @@
+"""Scene-wide statistics from a sample of windows.
+
+Thresholds are set once for the whole scene, never per window: a window with
+no change must stay quiet, and per-window Otsu would always split it in two.
+The sample is a spread of windows over the area of interest; the figures are:
+
+- radiometric matching: per-band gain and offset that bring the before image's
+  mean and spread onto the after image's (a sunnier survey day is not a change);
+- building threshold: Otsu over the sampled building scores, but never below a
+  floor, so a scene with little change does not lower the bar into the noise;
+- vegetation-gain threshold: likewise, over the sampled index gains;
+- DSM offset: the median height difference (survey datum drift) removed before
+  height change is measured.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from skimage.filters import threshold_otsu
+
+from gis.detect.features import SceneStats, compute_features
+
+log = logging.getLogger(__name__)
+
+__all__ = ["estimate_stats", "BUILDING_FLOOR", "VEG_FLOOR_EXG", "VEG_FLOOR_NDVI"]
+
+#: Lowest building score that may count as change: roof-like, not roof-like
+#: before, with a Lab colour change of ~5+ units.
+BUILDING_FLOOR = 0.25
+#: Lowest vegetation gain that may count as new crops (ExG / NDVI units).
+VEG_FLOOR_EXG = 0.10
+VEG_FLOOR_NDVI = 0.25
+#: Otsu may raise the building threshold up to here (a very busy scene).
+BUILDING_CEIL = 0.5
+
+
+def _otsu(x: np.ndarray) -> float | None:
+    x = x[np.isfinite(x)]
+    if x.size < 100 or np.ptp(x) < 1e-6:
+        return None
+    return float(threshold_otsu(x))
+
+
+def estimate_stats(samples, *, nir: bool = False) -> SceneStats:
+    """``samples``: iterable of (before, after, valid[, dsm_before, dsm_after]) arrays."""
+    samples = list(samples)
+    stats = SceneStats()
+    nb = samples[0][0].shape[0] if samples else 3
+    pix_b = [s[0][:, s[2]] for s in samples if s[2].any()]
+    pix_a = [s[1][:, s[2]] for s in samples if s[2].any()]
+    if not pix_b:
+        return stats
+    pb, pa = np.concatenate(pix_b, 1), np.concatenate(pix_a, 1)
+    step = max(1, pb.shape[1] // 2_000_000)
+    pb, pa = pb[:, ::step], pa[:, ::step]
+    sb, sa = pb.std(1) + 1e-3, pa.std(1)
+    gain = np.ones(4, np.float32)
+    offset = np.zeros(4, np.float32)
+    # a gain far from 1 means different content, not light: clip it
+    gain[:nb] = np.clip(sa / sb, 0.6, 1.6)
+    offset[:nb] = pa.mean(1) - gain[:nb] * pb.mean(1)
+    stats.gain, stats.offset = gain, offset
+
+    scores, gains, dz = [], [], []
+    for s in samples:
+        before, after, valid = s[0], s[1], s[2]
+        if not valid.any():
+            continue
+        f = compute_features(before, after, stats, nir=nir)
+        scores.append(f["building"][valid][::7])
+        gains.append(f["veg_gain"][valid][::7])
+        if len(s) > 4 and s[3] is not None and s[4] is not None:
+            d = (s[4] - s[3])[valid]
+            dz.append(d[np.isfinite(d)][::7])
+    t = _otsu(np.concatenate(scores))
+    stats.building_threshold = float(np.clip(t if t is not None else BUILDING_FLOOR, BUILDING_FLOOR, BUILDING_CEIL))
+    g = np.concatenate(gains)
+    floor = VEG_FLOOR_NDVI if nir else VEG_FLOOR_EXG
+    # noise level of the index difference: median + 6 robust sigmas
+    noise = float(np.median(g) + 6 * 1.4826 * np.median(np.abs(g - np.median(g))))
+    stats.veg_threshold = max(floor, noise)
+    if dz:
+        d = np.concatenate(dz)
+        stats.dsm_offset = float(np.median(d)) if d.size else 0.0
+    log.info("scene thresholds: building %.3f, vegetation gain %.3f, DSM offset %.2f m",
+             stats.building_threshold, stats.veg_threshold, stats.dsm_offset)
+    return stats

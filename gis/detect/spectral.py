@@ -1,0 +1,51 @@
+"""Spectral building change: new roof-like surfaces (and their disappearance).
+
+The score (see :mod:`gis.detect.features`) multiplies three cues: the after
+image looks like a roof (grey, unvegetated, or blue steel), the before image
+did not, and the colour changed. Thresholded at the scene-wide threshold, then
+cleaned with a morphological opening (drops speckle and thin lines such as
+new road edges) and closing (fills roofs split by ridge lines).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from gis.detect.features import SceneStats
+
+__all__ = ["building_mask", "demolition_mask", "clean"]
+
+_K3 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
+_K5 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+
+
+def clean(mask: np.ndarray, open_px: int = 5, close_px: int = 5) -> np.ndarray:
+    """Opening then closing with elliptical kernels (OpenCV: ~2 GP/s)."""
+    m = mask.astype(np.uint8)
+    if open_px:
+        m = cv2.morphologyEx(m, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (open_px, open_px)))
+    if close_px:
+        m = cv2.morphologyEx(m, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (close_px, close_px)))
+    return m > 0
+
+
+def _kernel_px(metres: float, res: float) -> int:
+    """Odd kernel size of about ``metres`` on the ground, at least 3 px."""
+    k = max(3, int(round(metres / res)))
+    return k + 1 - k % 2
+
+
+def building_mask(f: dict, stats: SceneStats, res: float) -> tuple[np.ndarray, np.ndarray]:
+    """(mask, score) of new structures. Kernels scale with the pixel size so
+    that a 2 m-wide strip is dropped whatever the resolution."""
+    score = f["building"]
+    m = clean(score > stats.building_threshold, _kernel_px(2.5, res), _kernel_px(2.5, res))
+    return m, score
+
+
+def demolition_mask(f: dict, stats: SceneStats, res: float) -> tuple[np.ndarray, np.ndarray]:
+    """(mask, score) of structures that are gone (roof-like before, not now)."""
+    score = f["demolition"]
+    m = clean(score > stats.building_threshold, _kernel_px(2.5, res), _kernel_px(2.5, res))
+    return m, score

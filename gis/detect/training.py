@@ -1,0 +1,131 @@
+"""Training the object classifier: from labelled pairs or from patrol verdicts.
+
+Labelled pairs: a folder with ``A/`` (before), ``B/`` (after) and ``label/``
+(255 = changed) holding files of the same name: PNG/JPEG tiles (taken as
+0.5 m pixels, the LEVIR-CD layout) or GeoTIFFs (their own pixel size).
+
+Verdicts: a GeoPackage of alerts (the alert store's ``alerts`` layer, or any
+polygon layer with a ``verdict`` or ``status`` column) plus the before and after
+orthophotos the alerts came from. ``illegal``, ``legal`` and ``demolished``
+mean the change was real (a legal building is still a building);
+``false_alarm`` means it was not; alerts without a verdict are skipped. Each
+alert polygon is one training object, described by the same features the
+detector computes over it; the result is a ``mode="objects"`` model that
+drops unsupervised detections patrols would have called false alarms.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import rasterio
+from rasterio.features import rasterize
+
+from gis.detect import classifier as C
+from gis.detect.features import compute_features, feature_stack
+from gis.detect.scene import estimate_stats
+from gis.errors import InputError, ModelError
+
+log = logging.getLogger(__name__)
+
+__all__ = ["read_pair_folder", "train_from_pairs", "train_from_alerts", "REAL", "FALSE"]
+
+REAL = ("illegal", "legal", "demolished", "closed")
+FALSE = ("false_alarm",)
+_EXT = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+
+
+def _read_image(path: Path) -> tuple[np.ndarray, float]:
+    """(bands, h, w) float32 and pixel size; non-georeferenced files are 0.5 m."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        with rasterio.open(path) as src:
+            data = src.read().astype(np.float32)
+            res = abs(src.transform.a) if src.crs is not None else 0.5
+    return data, res
+
+
+def read_pair_folder(folder) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray, float]]:
+    """[(name, before, after, label bool, res)] from an A/ B/ label/ folder."""
+    folder = Path(folder)
+    for sub in ("A", "B", "label"):
+        if not (folder / sub).is_dir():
+            raise InputError(f"training folder has no {sub}/ subfolder", path=folder,
+                             hint="lay it out as A/ (before), B/ (after), label/ (255 = changed), same file names")
+    out = []
+    for a in sorted(p for p in (folder / "A").iterdir() if p.suffix.lower() in _EXT):
+        b, lab = folder / "B" / a.name, folder / "label" / a.name
+        if not b.exists() or not lab.exists():
+            raise InputError(f"{a.name} has no matching file in B/ or label/", path=folder,
+                             hint="every tile needs A/NAME, B/NAME and label/NAME")
+        before, res = _read_image(a)
+        after, _ = _read_image(b)
+        label, _ = _read_image(lab)
+        out.append((a.stem, before[:3], after[:3], label[0] > 127, res))
+    if not out:
+        raise InputError("training folder holds no image tiles", path=folder / "A")
+    return out
+
+
+def _pair_stats(before, after):
+    valid = np.ones(before.shape[1:], bool)
+    return estimate_stats([(before, after, valid)])
+
+
+def train_from_pairs(folder, *, exclude: tuple[str, ...] = (), seed: int = 0) -> dict:
+    """A ``mode="segments"`` model from labelled pairs (tiles named in ``exclude`` left out)."""
+    Xs, ys = [], []
+    for name, before, after, label, res in read_pair_folder(folder):
+        if name in exclude:
+            continue
+        stats = _pair_stats(before, after)
+        X, y = C.pair_samples(before, after, label, res, stats, nir=False)
+        Xs.append(X)
+        ys.append(y)
+    if not Xs:
+        raise InputError("no training tiles left", path=folder)
+    X, y = np.concatenate(Xs), np.concatenate(ys)
+    log.info("training on %d segments (%d change) from %d tiles", len(y), int(y.sum()), len(Xs))
+    return C.fit(X, y, mode="segments", nir=False, seed=seed)
+
+
+def train_from_alerts(alerts, before, after, *, layer: str | None = "alerts", seed: int = 0) -> dict:
+    """A ``mode="objects"`` model from alerts with verdicts over two orthophotos."""
+    from gis.imagery import open_pair, read_window
+
+    gdf = gpd.read_file(alerts, layer=layer) if not isinstance(alerts, gpd.GeoDataFrame) else alerts
+    col = "verdict" if "verdict" in gdf.columns else ("status" if "status" in gdf.columns else None)
+    if col is None:
+        raise InputError("alerts layer has neither a verdict nor a status column", path=alerts, layer=layer,
+                         hint="use the alert store (store.gpkg) or add a verdict column")
+    v = gdf[col].fillna("").astype(str)
+    y_all = np.where(v.isin(REAL), 1, np.where(v.isin(FALSE), 0, -1))
+    gdf = gdf[y_all >= 0]
+    y = y_all[y_all >= 0].astype(np.uint8)
+    if len(np.unique(y)) < 2:
+        raise ModelError(f"need both real changes and false alarms among the verdicts, found "
+                         f"{int(y.sum())} real and {int((1 - y).sum())} false", path=alerts,
+                         hint="record more verdicts (false_alarm and illegal/legal), then train again")
+    pair = open_pair(before, after)
+    gdf = gdf.to_crs(pair.grid.crs)
+    rows = []
+    from rasterio.windows import from_bounds
+    for i, geom in enumerate(gdf.geometry.values):
+        # the alert plus 32 px of context, so blurred features see the surroundings
+        pad = 32 * pair.grid.res
+        x0, y0, x1, y1 = geom.bounds
+        win = from_bounds(x0 - pad, y0 - pad, x1 + pad, y1 + pad, pair.grid.transform).round_offsets().round_lengths()
+        win = win.intersection(rasterio.windows.Window(0, 0, pair.grid.width, pair.grid.height))
+        wd = read_window(pair, win)
+        stats = estimate_stats([(wd.before, wd.after, wd.valid)], nir=pair.has_nir)
+        f = compute_features(wd.before, wd.after, stats, nir=pair.has_nir, full=True)
+        lab = rasterize([(geom, 1)], out_shape=wd.valid.shape, transform=wd.transform, fill=0, dtype="int32")
+        rows.append(C.region_features(feature_stack(f), lab, 2)[1])
+    X = np.stack(rows)
+    log.info("training on %d verdicts (%d real changes)", len(y), int(y.sum()))
+    return C.fit(X, y, mode="objects", nir=pair.has_nir, seed=seed)

@@ -1,0 +1,273 @@
+"""Open, validate and align the imagery of two survey dates.
+
+Everything is put on one grid, the later ("after") image's: the earlier image
+and both DSMs are read through a :class:`rasterio.vrt.WarpedVRT` onto it, so a
+different CRS, resolution or extent costs nothing up front and only the
+windows that are read get warped.
+
+Validation happens here, before any work, and raises named errors (exit code
+2 in the CLI): :class:`~gis.errors.CorruptRasterError` (not a raster,
+truncated), :class:`~gis.errors.MissingCRSError`,
+:class:`~gis.errors.RasterAlignmentError` (no overlap),
+:class:`~gis.errors.BandMismatchError` (band counts differ and no band map),
+:class:`~gis.errors.DSMDateError` (a DSM of another date than its image).
+
+Survey dates: a raster's date is its ``ACQUISITION_DATE`` tag, else its TIFF
+``TIFFTAG_DATETIME``, else the first date in its file name (``2026-11-21``,
+``2026_11_21`` or ``20261121``). A DSM whose date and its image's date are both
+known and differ is refused; an unknown date is accepted.
+
+Windows: only blocks of the after grid that intersect the red lines plus a
+buffer are processed (:func:`windows_within`), so cost grows with project
+area, not with image size.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import shapely
+from rasterio.enums import Resampling
+from rasterio.vrt import WarpedVRT
+from rasterio.warp import transform_bounds
+from rasterio.windows import Window
+
+from gis.errors import (
+    BandMismatchError,
+    CorruptRasterError,
+    DSMDateError,
+    MissingCRSError,
+    RasterAlignmentError,
+)
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "Grid", "ImagePair", "WindowData", "open_pair", "read_window", "windows_within",
+    "raster_date", "check_raster",
+]
+
+_DATE_RE = re.compile(r"(?<!\d)(19|20)(\d{2})[-_]?(0[1-9]|1[0-2])[-_]?(0[1-9]|[12]\d|3[01])(?!\d)")
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The processing grid: the after image's CRS, transform and size."""
+
+    crs: rasterio.crs.CRS
+    transform: rasterio.Affine
+    width: int
+    height: int
+
+    @property
+    def res(self) -> float:
+        return abs(self.transform.a)
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        return rasterio.transform.array_bounds(self.height, self.width, self.transform)[::1]
+
+
+@dataclass(frozen=True)
+class ImagePair:
+    """Validated paths plus the grid and band mapping. Plain data: picklable, so
+    each window can run as an independent task in another process (or on Dask)."""
+
+    before: str
+    after: str
+    grid: Grid
+    bands_before: tuple[int, ...]
+    bands_after: tuple[int, ...]
+    has_nir: bool
+    dsm_before: str | None = None
+    dsm_after: str | None = None
+    scale_before: float = 1.0  # to 0-255 (uint16 imagery is scaled down)
+    scale_after: float = 1.0
+
+
+@dataclass
+class WindowData:
+    before: np.ndarray  # float32 (bands, h, w), 0-255 scale, RGB[N]
+    after: np.ndarray
+    valid: np.ndarray  # bool (h, w): data in both images
+    transform: rasterio.Affine
+    dsm_before: np.ndarray | None = None  # float32 (h, w), NaN where missing
+    dsm_after: np.ndarray | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def check_raster(path) -> None:
+    """Open ``path`` and decode its last block, so truncated files fail here, named."""
+    path = Path(path)
+    if not path.exists():
+        raise CorruptRasterError("raster file does not exist", path=path,
+                                 hint="check the path")
+    try:
+        with rasterio.open(path) as src:
+            if src.crs is None:
+                raise MissingCRSError(
+                    "raster has no CRS", path=path,
+                    hint="assign one, e.g. `gdal_edit.py -a_srs EPSG:4547 FILE`, then run again")
+            # the last block is what a truncated download loses first
+            h, w = src.block_shapes[0]
+            win = Window(max(0, src.width - w), max(0, src.height - h), min(w, src.width), min(h, src.height))
+            src.read(1, window=win)
+    except MissingCRSError:
+        raise
+    except (rasterio.errors.RasterioIOError, rasterio.errors.RasterioError) as exc:
+        raise CorruptRasterError(
+            f"cannot read raster ({exc})", path=path,
+            hint="the file is damaged or not a GeoTIFF; copy or export it again") from exc
+
+
+def raster_date(path) -> dt.date | None:
+    """Survey date of a raster (tag, TIFF datetime, or file name); None if unknown."""
+    with rasterio.open(path) as src:
+        tags = src.tags()
+    for key in ("ACQUISITION_DATE", "TIFFTAG_DATETIME", "DATE"):
+        if key in tags:
+            m = _DATE_RE.search(tags[key].replace(":", "-"))
+            if m:
+                return dt.date(int(m[1] + m[2]), int(m[3]), int(m[4]))
+    m = _DATE_RE.search(Path(path).name)
+    if m:
+        return dt.date(int(m[1] + m[2]), int(m[3]), int(m[4]))
+    return None
+
+
+def _check_dsm(image: Path, dsm: Path) -> None:
+    di, dd = raster_date(image), raster_date(dsm)
+    if di is not None and dd is not None and di != dd:
+        raise DSMDateError(
+            f"DSM is dated {dd.isoformat()} but its orthophoto {image.name} is dated {di.isoformat()}",
+            path=dsm, hint="give the DSM surveyed together with that orthophoto")
+
+
+def _scale(src) -> float:
+    """Factor that brings the image to a 0-255 scale (uint16: from its data range)."""
+    if src.dtypes[0] == "uint8":
+        return 1.0
+    ov = src.read(1, out_shape=(min(256, src.height), min(256, src.width)), masked=True)
+    hi = float(np.percentile(ov.compressed(), 99.5)) if ov.count() else 255.0
+    return 255.0 / hi * 0.9 if hi > 0 else 1.0
+
+
+def open_pair(before, after, dsm_before=None, dsm_after=None, band_map=None) -> ImagePair:
+    """Validate two orthophotos (and DSMs) and return the pair on the after grid.
+
+    ``band_map``: optional dict ``{"before": (r, g, b[, nir]), "after": (...)}`` of
+    1-based band indexes, needed when the images have different band counts.
+    """
+    paths = [Path(p) for p in (before, after)]
+    for p in paths:
+        check_raster(p)
+    with rasterio.open(paths[0]) as b, rasterio.open(paths[1]) as a:
+        grid = Grid(a.crs, a.transform, a.width, a.height)
+        bb = transform_bounds(b.crs, a.crs, *b.bounds, densify_pts=21)
+        ab = a.bounds
+        if bb[0] >= ab[2] or bb[2] <= ab[0] or bb[1] >= ab[3] or bb[3] <= ab[1]:
+            raise RasterAlignmentError(
+                f"the images do not overlap: {paths[0].name} covers {tuple(round(v) for v in bb)}, "
+                f"{paths[1].name} covers {tuple(round(v) for v in ab)} (in {a.crs})",
+                path=paths[0], hint="give two images of the same area")
+        if band_map:
+            bands_b, bands_a = tuple(band_map["before"]), tuple(band_map["after"])
+            if len(bands_b) != len(bands_a) or len(bands_a) < 3:
+                raise BandMismatchError("band map must name the same 3 or 4 bands in both images",
+                                        path=paths[0], hint="e.g. before=1,2,3 after=1,2,3")
+        elif b.count != a.count:
+            raise BandMismatchError(
+                f"{paths[0].name} has {b.count} bands and {paths[1].name} has {a.count}",
+                path=paths[0], hint="give a band map (--bands-before 1,2,3 --bands-after 1,2,3)")
+        elif a.count < 3:
+            raise BandMismatchError(f"need RGB imagery, {paths[1].name} has {a.count} band(s)",
+                                    path=paths[1], hint="give a 3-band (RGB) or 4-band (RGB+NIR) orthophoto")
+        else:
+            n = 4 if a.count >= 4 else 3
+            bands_b = bands_a = tuple(range(1, n + 1))
+        sb, sa = _scale(b), _scale(a)
+    dsms = []
+    for img, dsm in ((paths[0], dsm_before), (paths[1], dsm_after)):
+        if dsm is None:
+            dsms.append(None)
+            continue
+        check_raster(dsm)
+        _check_dsm(img, Path(dsm))
+        dsms.append(str(dsm))
+    return ImagePair(str(paths[0]), str(paths[1]), grid, bands_b, bands_a, len(bands_a) == 4,
+                     dsms[0], dsms[1], sb, sa)
+
+
+def _on_grid(src, grid: Grid) -> bool:
+    return src.crs == grid.crs and src.transform.almost_equals(grid.transform) and \
+        (src.width, src.height) == (grid.width, grid.height)
+
+
+def _read(path, grid: Grid, window: Window, bands, resampling) -> tuple[np.ndarray, np.ndarray]:
+    """Bands and validity mask of ``path`` in ``window`` of ``grid`` (warped if needed)."""
+    with rasterio.open(path) as src:
+        if _on_grid(src, grid):
+            data = src.read(list(bands), window=window, boundless=False).astype(np.float32)
+            mask = src.dataset_mask(window=window) > 0
+            return data, mask
+        # alpha band marks ground outside the source, even without a nodata value
+        with WarpedVRT(src, crs=grid.crs, transform=grid.transform, width=grid.width,
+                       height=grid.height, resampling=resampling,
+                       add_alpha=src.nodata is None) as vrt:
+            data = vrt.read(list(bands), window=window).astype(np.float32)
+            mask = vrt.dataset_mask(window=window) > 0
+            return data, mask
+
+
+def read_window(pair: ImagePair, window: Window) -> WindowData:
+    """Read both images (and DSMs) in one window of the after grid."""
+    g = pair.grid
+    after, ma = _read(pair.after, g, window, pair.bands_after, Resampling.nearest)
+    before, mb = _read(pair.before, g, window, pair.bands_before, Resampling.bilinear)
+    valid = ma & mb
+    out = WindowData(before * pair.scale_before, after * pair.scale_after, valid,
+                     rasterio.windows.transform(window, g.transform))
+    for name in ("dsm_before", "dsm_after"):
+        path = getattr(pair, name)
+        if path:
+            z, m = _read(path, g, window, (1,), Resampling.bilinear)
+            z = z[0]
+            z[~m] = np.nan
+            setattr(out, name, z)
+    return out
+
+
+def windows_within(grid: Grid, geoms=None, *, buffer: float = 20.0, block: int = 1024,
+                   overlap: int = 32) -> list[tuple[Window, Window]]:
+    """(read window, core window) pairs of blocks that intersect ``geoms`` + ``buffer``.
+
+    Read windows extend ``overlap`` px past the core so objects on block edges are
+    whole; each object is reported only by the block whose core holds its centre.
+    With ``geoms`` None, every block of the grid.
+    """
+    cols = np.arange(0, grid.width, block)
+    rows = np.arange(0, grid.height, block)
+    cc, rr = np.meshgrid(cols, rows)
+    cc, rr = cc.ravel(), rr.ravel()
+    if geoms is not None:
+        t = grid.transform
+        x0, y0 = t.c + cc * t.a, t.f + rr * t.e
+        x1, y1 = x0 + block * t.a, y0 + block * t.e
+        boxes = shapely.box(np.minimum(x0, x1), np.minimum(y0, y1), np.maximum(x0, x1), np.maximum(y0, y1))
+        area = shapely.buffer(shapely.union_all(np.asarray(geoms)), buffer)
+        shapely.prepare(area)
+        keep = shapely.intersects(area, boxes)
+        cc, rr = cc[keep], rr[keep]
+    out = []
+    for c, r in zip(cc.tolist(), rr.tolist()):
+        core = Window(c, r, min(block, grid.width - c), min(block, grid.height - r))
+        c0, r0 = max(0, c - overlap), max(0, r - overlap)
+        c1, r1 = min(grid.width, c + block + overlap), min(grid.height, r + block + overlap)
+        out.append((Window(c0, r0, c1 - c0, r1 - r0), core))
+    return out
