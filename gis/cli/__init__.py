@@ -48,3 +48,6 @@ from gis.cli import alerts as alerts_cli, init as init_cli, weekly as weekly_cli
 main.add_command(init_cli.init)
 main.add_command(alerts_cli.alerts)
 main.add_command(weekly_cli.weekly)
+from gis.cli import detect as detect_cli, model as model_cli  # noqa: E402
+main.add_command(detect_cli.detect)
+main.add_command(model_cli.model)
