@@ -30,10 +30,11 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 import rasterio
 import shapely
-from rasterio.enums import Resampling
+from rasterio.enums import MaskFlags, Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window
@@ -209,34 +210,56 @@ def _on_grid(src, grid: Grid) -> bool:
         (src.width, src.height) == (grid.width, grid.height)
 
 
-def _read(path, grid: Grid, window: Window, bands, resampling) -> tuple[np.ndarray, np.ndarray]:
-    """Bands and validity mask of ``path`` in ``window`` of ``grid`` (warped if needed)."""
+def _shrink(data: np.ndarray, mask: np.ndarray, factor: int):
+    """Area-average ``data`` (bands, h, w) by ``factor``; a pixel is valid only if all
+    the pixels it averages are."""
+    if factor == 1:
+        return data.astype(np.float32), mask > 0
+    h, w = mask.shape
+    size = (-(-w // factor), -(-h // factor))
+    bands = [cv2.resize(b, size, interpolation=cv2.INTER_AREA) for b in data]
+    m = cv2.resize((mask > 0).astype(np.uint8) * 255, size, interpolation=cv2.INTER_AREA) == 255
+    return np.stack(bands).astype(np.float32), m
+
+
+def _read(path, grid: Grid, window: Window, bands, resampling, factor: int = 1):
+    """Bands and validity mask of ``path`` in ``window`` of ``grid`` (warped if needed),
+    shrunk by ``factor``."""
     with rasterio.open(path) as src:
         if _on_grid(src, grid):
-            data = src.read(list(bands), window=window, boundless=False).astype(np.float32)
-            mask = src.dataset_mask(window=window) > 0
-            return data, mask
+            data = src.read(list(bands), window=window, boundless=False)
+            if all(MaskFlags.all_valid in f for f in src.mask_flag_enums):
+                # no nodata, no mask band: asking GDAL would cost as much as the read
+                mask = np.full(data.shape[1:], 255, np.uint8)
+            else:
+                mask = src.dataset_mask(window=window)
+            return _shrink(data, mask, factor)
         # alpha band marks ground outside the source, even without a nodata value
         with WarpedVRT(src, crs=grid.crs, transform=grid.transform, width=grid.width,
                        height=grid.height, resampling=resampling,
                        add_alpha=src.nodata is None) as vrt:
-            data = vrt.read(list(bands), window=window).astype(np.float32)
-            mask = vrt.dataset_mask(window=window) > 0
-            return data, mask
+            data = vrt.read(list(bands), window=window)
+            mask = vrt.dataset_mask(window=window)
+            return _shrink(data, mask, factor)
 
 
-def read_window(pair: ImagePair, window: Window) -> WindowData:
-    """Read both images (and DSMs) in one window of the after grid."""
+def read_window(pair: ImagePair, window: Window, factor: int = 1) -> WindowData:
+    """Read both images (and DSMs) in one window of the after grid, shrunk by ``factor``
+    (pixel area averaging: detection works at ~1 m, decoding at full resolution)."""
     g = pair.grid
-    after, ma = _read(pair.after, g, window, pair.bands_after, Resampling.nearest)
-    before, mb = _read(pair.before, g, window, pair.bands_before, Resampling.bilinear)
+    after, ma = _read(pair.after, g, window, pair.bands_after, Resampling.nearest, factor)
+    before, mb = _read(pair.before, g, window, pair.bands_before, Resampling.bilinear, factor)
     valid = ma & mb
-    out = WindowData(before * pair.scale_before, after * pair.scale_after, valid,
-                     rasterio.windows.transform(window, g.transform))
+    if pair.scale_before != 1.0:
+        before *= pair.scale_before
+    if pair.scale_after != 1.0:
+        after *= pair.scale_after
+    tf = rasterio.windows.transform(window, g.transform) * rasterio.Affine.scale(factor)
+    out = WindowData(before, after, valid, tf)
     for name in ("dsm_before", "dsm_after"):
         path = getattr(pair, name)
         if path:
-            z, m = _read(path, g, window, (1,), Resampling.bilinear)
+            z, m = _read(path, g, window, (1,), Resampling.bilinear, factor)
             z = z[0]
             z[~m] = np.nan
             setattr(out, name, z)
@@ -244,12 +267,13 @@ def read_window(pair: ImagePair, window: Window) -> WindowData:
 
 
 def windows_within(grid: Grid, geoms=None, *, buffer: float = 20.0, block: int = 1024,
-                   overlap: int = 32) -> list[tuple[Window, Window]]:
+                   overlap: int = 0) -> list[tuple[Window, Window]]:
     """(read window, core window) pairs of blocks that intersect ``geoms`` + ``buffer``.
 
-    Read windows extend ``overlap`` px past the core so objects on block edges are
-    whole; each object is reported only by the block whose core holds its centre.
-    With ``geoms`` None, every block of the grid.
+    Blocks are aligned on the grid (``block`` a multiple of the files' 512 px tiles),
+    so each tile is decoded once. With ``overlap`` > 0 the read window extends past
+    the core; by default it does not and objects cut by block edges are merged
+    afterwards (see gis.detect.run). With ``geoms`` None, every block of the grid.
     """
     cols = np.arange(0, grid.width, block)
     rows = np.arange(0, grid.height, block)

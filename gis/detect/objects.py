@@ -49,7 +49,11 @@ def components(masks: dict[str, tuple[np.ndarray, np.ndarray]], *, res: float,
         n, lab, st, cen = cv2.connectedComponentsWithStats(m.astype(np.uint8), connectivity=8, ltype=cv2.CV_32S)
         area = st[:, cv2.CC_STAT_AREA] * px_area
         cx, cy = cen[:, 0], cen[:, 1]
-        keep = (area >= min_area.get(kind, 20.0)) & (cy >= r0) & (cy < r1) & (cx >= c0) & (cx < c1)
+        x, y = st[:, cv2.CC_STAT_LEFT], st[:, cv2.CC_STAT_TOP]
+        # cut by the window edge: kept whatever its size, merged and filtered later
+        edge = (x == 0) | (y == 0) | (x + st[:, cv2.CC_STAT_WIDTH] >= shape[1]) | \
+            (y + st[:, cv2.CC_STAT_HEIGHT] >= shape[0])
+        keep = ((area >= min_area.get(kind, 20.0)) | edge) & (cy >= r0) & (cy < r1) & (cx >= c0) & (cx < c1)
         keep[0] = False
         if not keep.any():
             continue
@@ -70,7 +74,7 @@ def components(masks: dict[str, tuple[np.ndarray, np.ndarray]], *, res: float,
             if bright is not None and bright[i] >= GREENHOUSE_BRIGHTNESS and area[i] >= GREENHOUSE_MIN_AREA:
                 k = "new_crops"
             records.append({"id": int(remap[i]), "kind": k, "confidence": float(np.clip(mean_conf[i], 0, 1)),
-                            "pixels": int(st[i, cv2.CC_STAT_AREA])})
+                            "pixels": int(st[i, cv2.CC_STAT_AREA]), "edge": bool(edge[i])})
         next_id += len(ids)
     return labels, records
 

@@ -41,7 +41,10 @@ log = logging.getLogger(__name__)
 __all__ = ["detect_changes", "WindowTask", "run_window", "COLUMNS"]
 
 COLUMNS = ["kind", "area_m2", "area_mu", "confidence", "project_id", "parcel_id", "in_inventory"]
-SAMPLE_WINDOWS = 12
+SAMPLE_WINDOWS = 24
+#: detection works at about this pixel size (m): a 20 m2 house is still 20 pixels,
+#: and there are 4x fewer pixels to process than at 0.5 m
+WORK_RES = 1.0
 #: an inventory structure covering this share of a change polygon makes it known
 INVENTORY_OVERLAP = 0.3
 
@@ -56,6 +59,8 @@ class WindowTask:
     area_wkb: bytes | None = None  # red lines + buffer clipped to the window
     model: object = None  # classifier dict or OnnxChangeModel
     want_mask: bool = False
+    factor: int = 1  # detection works on pixels this many times larger
+    index: int = 0
     options: dict = field(default_factory=dict)
 
 
@@ -70,16 +75,17 @@ class WindowResult:
 
 def run_window(task: WindowTask) -> WindowResult:
     """Detect changes in one window. Pure function of the task (no shared state)."""
-    pair, win = task.pair, task.window
-    res = pair.grid.res
-    wd = read_window(pair, win)
+    pair, win, fac = task.pair, task.window, task.factor
+    res = pair.grid.res * fac
+    wd = read_window(pair, win, fac)
     valid = wd.valid
     if task.area_wkb is not None:
         area = shapely.from_wkb(task.area_wkb)
         valid = valid & rasterize([area], out_shape=valid.shape, transform=wd.transform,
                                   fill=0, dtype="uint8").astype(bool)
-    core = (task.core.row_off - win.row_off, task.core.col_off - win.col_off,
-            task.core.row_off - win.row_off + task.core.height, task.core.col_off - win.col_off + task.core.width)
+    core = tuple(int(np.ceil(v / fac)) for v in (
+        task.core.row_off - win.row_off, task.core.col_off - win.col_off,
+        task.core.row_off - win.row_off + task.core.height, task.core.col_off - win.col_off + task.core.width))
     if not wd.valid.any():
         return WindowResult([], [], task.core, None, empty=True)
     model = task.model
@@ -131,12 +137,15 @@ def run_window(task: WindowTask) -> WindowResult:
         if g is None or g.is_empty:
             continue
         r["area_m2"] = r.pop("pixels") * res * res
+        r["wid"] = task.index
         geoms.append(shapely.to_wkb(g))
         out.append(r)
     mask = None
     if task.want_mask:
         r0, c0, r1, c1 = core
         mask = (labels[r0:r1, c0:c1] > 0).astype(np.uint8)
+        if fac > 1:  # back to the full grid
+            mask = np.repeat(np.repeat(mask, fac, 0), fac, 1)[:task.core.height, :task.core.width]
     return WindowResult(out, geoms, task.core, mask)
 
 
@@ -154,10 +163,14 @@ def _layer(value, crs, reader: str):
     return value.to_crs(crs) if value.crs != crs else value
 
 
-def _sample(pair: ImagePair, windows: list, n: int):
+def _sample(pair: ImagePair, windows: list, n: int, factor: int):
+    """Up to ``n`` windows spread over the list; only the first 512 x 512 px of each is
+    read (one tile of a tiled file), which is plenty for statistics."""
     idx = np.unique(np.linspace(0, len(windows) - 1, min(n, len(windows))).round().astype(int))
     for i in idx:
-        wd = read_window(pair, windows[i][1])
+        w = windows[i][1]
+        w = Window(w.col_off, w.row_off, min(w.width, 512), min(w.height, 512))
+        wd = read_window(pair, w, factor)
         yield wd.before, wd.after, wd.valid, wd.dsm_before, wd.dsm_after
 
 
@@ -191,15 +204,18 @@ def _progress(progress, total: int):
 
 def detect_changes(before, after, *, dsm_before=None, dsm_after=None, within=None, inventory=None,
                    parcels=None, model=None, min_area=None, buffer=20.0, workers=1, mask_out=None,
-                   progress=False, band_map=None, block: int = 1024) -> gpd.GeoDataFrame:
+                   progress=False, band_map=None, block: int = 1024,
+                   work_res: float = WORK_RES) -> gpd.GeoDataFrame:
     """Change polygons between two orthophotos, on the after image's grid and CRS.
 
     Columns: kind (new_structure | new_crops | demolished | other), area_m2,
     area_mu, confidence [0, 1], project_id, parcel_id, in_inventory, geometry.
     ``min_area`` (m2) overrides the per-kind defaults (20 m2 structures, 100 m2 crops).
     ``model``: a ``gis model train`` joblib file or an ``.onnx`` change model.
+    ``work_res``: pixel size (m) detection works at; finer imagery is area-averaged.
     """
     pair = open_pair(before, after, dsm_before, dsm_after, band_map)
+    factor = max(1, int(work_res / pair.grid.res + 1e-6))
     crs = pair.grid.crs
     within_gdf = _layer(within, crs, "read_redlines")
     parcels_gdf = _layer(parcels, crs, "read_parcels")
@@ -216,9 +232,10 @@ def detect_changes(before, after, *, dsm_before=None, dsm_after=None, within=Non
             areas[i] = shapely.to_wkb(shapely.intersection(zone, shapely.box(*b)))
     mins = dict(MIN_AREA) if min_area is None else {k: float(min_area) for k in KINDS}
     loaded = _load_model(model, pair.has_nir)
-    stats = estimate_stats(_sample(pair, windows, SAMPLE_WINDOWS), nir=pair.has_nir) if windows else SceneStats()
-    tasks = [WindowTask(pair, w, c, stats, mins, a, loaded, mask_out is not None)
-             for (w, c), a in zip(windows, areas)]
+    stats = estimate_stats(_sample(pair, windows, SAMPLE_WINDOWS, factor), nir=pair.has_nir) \
+        if windows else SceneStats()
+    tasks = [WindowTask(pair, w, c, stats, mins, a, loaded, mask_out is not None, factor, i)
+             for i, ((w, c), a) in enumerate(zip(windows, areas))]
     log.info("%d windows of %d px to process", len(tasks), block)
     step = _progress(progress, len(tasks))
     records, wkbs, empty = [], [], 0
@@ -241,7 +258,7 @@ def detect_changes(before, after, *, dsm_before=None, dsm_after=None, within=Non
         Path(mask_dst.name).replace(mask_out)
     if empty:
         log.warning("%d window(s) hold no valid data in both images (nodata): no changes there", empty)
-    out = _frame(records, wkbs, crs)
+    out = _merge_edges(_frame(records, wkbs, crs), mins)
     return _attach(out, within_gdf, parcels_gdf, inventory_gdf)
 
 
@@ -263,7 +280,7 @@ def _open_mask(path, pair: ImagePair):
 
 
 def _frame(records: list, wkbs: list, crs) -> gpd.GeoDataFrame:
-    df = pd.DataFrame(records, columns=["kind", "confidence", "area_m2"])
+    df = pd.DataFrame(records, columns=["kind", "confidence", "area_m2", "edge"])
     geom = shapely.from_wkb(np.array(wkbs, dtype=object)) if wkbs else np.array([], dtype=object)
     gdf = gpd.GeoDataFrame(df, geometry=gpd.GeoSeries(geom, crs=crs), crs=crs)
     gdf["area_m2"] = gdf["area_m2"].astype(float)
@@ -273,6 +290,40 @@ def _frame(records: list, wkbs: list, crs) -> gpd.GeoDataFrame:
     gdf["parcel_id"] = ""
     gdf["in_inventory"] = False
     return gdf
+
+
+def _merge_edges(gdf: gpd.GeoDataFrame, mins: dict) -> gpd.GeoDataFrame:
+    """Join the pieces of objects cut by window edges (same kind, touching), then
+    apply the minimum area they were spared in their windows."""
+    edge = gdf["edge"].to_numpy(bool)
+    if edge.sum() > 1:
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.csgraph import connected_components
+
+        sub = gdf[edge]
+        geoms = sub.geometry.values
+        i, j = shapely.STRtree(geoms).query(shapely.buffer(geoms, 1e-6), predicate="intersects")
+        same = sub["kind"].to_numpy()[i] == sub["kind"].to_numpy()[j]
+        n = len(sub)
+        _, group = connected_components(coo_matrix((np.ones(same.sum()), (i[same], j[same])), shape=(n, n)))
+        area = sub["area_m2"].to_numpy()
+        merged = pd.DataFrame({"g": group, "kind": sub["kind"].to_numpy(), "area_m2": area,
+                               "cw": sub["confidence"].to_numpy() * area})
+        agg = merged.groupby("g").agg(kind=("kind", "first"), area_m2=("area_m2", "sum"), cw=("cw", "sum"))
+        geo = gpd.GeoSeries(geoms, crs=gdf.crs).groupby(group).agg(lambda s: shapely.union_all(s.values))
+        pieces = gpd.GeoDataFrame({"kind": agg["kind"].to_numpy(), "confidence": (agg["cw"] / agg["area_m2"]).round(3).to_numpy(),
+                                   "area_m2": agg["area_m2"].to_numpy(), "edge": False},
+                                  geometry=shapely.simplify(np.asarray(geo.values), 0.01), crs=gdf.crs)
+        pieces["area_mu"] = m2_to_mu(pieces["area_m2"])
+        gdf = pd.concat([gdf[~edge], pieces], ignore_index=True)
+    if len(gdf):
+        floor = gdf["kind"].map(lambda k: mins.get(k, 20.0)).to_numpy(float)
+        gdf = gdf[gdf["area_m2"].to_numpy() >= floor]
+    gdf = gdf.drop(columns="edge")
+    gdf = gpd.GeoDataFrame(gdf, geometry="geometry", crs=gdf.crs)
+    for col, val in (("project_id", ""), ("parcel_id", ""), ("in_inventory", False)):
+        gdf[col] = val
+    return gdf.reset_index(drop=True)
 
 
 def _largest_overlap(changes: gpd.GeoDataFrame, layer: gpd.GeoDataFrame, column: str) -> pd.Series:

@@ -1,0 +1,149 @@
+#!/usr/bin/env python
+"""Benchmark `gis detect` against a plain full read of both images.
+
+Builds a synthetic SIZE x SIZE px (default 20,000) DEFLATE-tiled RGB pair at
+0.5 m: a 2,048 px scene pair from gis.synthetic (before, and after with planted
+houses and crops) repeated over the image, plus red lines covering ~10 % of it.
+Then times, in one run:
+
+(a) `gis detect` end to end (a subprocess: validation, windows, detection,
+    polygons, GeoPackage), with --workers W;
+(b) a plain full read of both images with rasterio, block by block, W threads.
+
+Prints the ratio (a)/(b) (target <= 0.5), the throughput over the pixels
+actually processed per core (target >= 25 MP/s), and peak RSS of the detect
+process (target < 1.5 GB for much larger pairs: memory is windowed).
+
+    python scripts/bench_detect.py [--size 20000] [--workers 2] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import rasterio
+import shapely
+from rasterio.transform import from_origin
+from rasterio.windows import Window
+
+from gis.synthetic import render_orthophoto
+
+CRS = "EPSG:4547"
+RES = 0.5
+TILE = 2048
+X0, Y0 = 500000.0, 3400000.0
+
+
+def build(out: Path, size: int) -> tuple[Path, Path, Path]:
+    rng = np.random.default_rng(7)
+    ext = TILE * RES
+    houses = [shapely.box(x, y, x + w, y + w) for x, y, w in
+              zip(rng.uniform(50, ext - 80, 25), rng.uniform(50, ext - 80, 25), rng.uniform(10, 18, 25))]
+    st = gpd.GeoDataFrame({"roof": ["blue", "grey"] * 12 + ["red"]},
+                          geometry=gpd.GeoSeries(houses).translate(X0, Y0), crs=CRS)
+    crops = gpd.GeoDataFrame({"crop": ["crop", "orchard", "greenhouse"]},
+                             geometry=[shapely.box(X0 + 100, Y0 + 100, X0 + 160, Y0 + 150),
+                                       shapely.box(X0 + 500, Y0 + 700, X0 + 570, Y0 + 760),
+                                       shapely.box(X0 + 800, Y0 + 300, X0 + 840, Y0 + 320)], crs=CRS)
+    bounds = (X0, Y0, X0 + ext, Y0 + ext)
+    small_b, small_a = out / "tile_before.tif", out / "tile_after.tif"
+    render_orthophoto(small_b, bounds=bounds, resolution=RES, crs=CRS, seed=11, epoch=1)
+    render_orthophoto(small_a, bounds=bounds, resolution=RES, crs=CRS, seed=11, epoch=2,
+                      structures=st, crops=crops)
+    paths = []
+    top = Y0 + ext
+    for src_path, name in ((small_b, "before.tif"), (small_a, "after.tif")):
+        with rasterio.open(src_path) as src:
+            tile = src.read()
+        prof = dict(driver="GTiff", width=size, height=size, count=3, dtype="uint8", crs=CRS,
+                    transform=from_origin(X0, top, RES, RES), tiled=True, blockxsize=512, blockysize=512,
+                    compress="deflate", predictor=2, num_threads="ALL_CPUS", BIGTIFF="YES")
+        with rasterio.open(out / name, "w", **prof) as dst:
+            for r in range(0, size, TILE):
+                h = min(TILE, size - r)
+                strip = np.concatenate([tile[:, :h]] * (size // TILE + 1), axis=2)[:, :, :size]
+                dst.write(strip, window=Window(0, r, size, h))
+        paths.append(out / name)
+    # red lines: 20 squares covering ~10 % of the image
+    side = size * RES * np.sqrt(0.10 / 20)
+    xs = rng.uniform(0, size * RES - side, 20)
+    ys = rng.uniform(0, size * RES - side, 20)
+    red = gpd.GeoDataFrame({"project_id": [f"P{i:02d}" for i in range(20)], "name": [f"project {i}" for i in range(20)],
+                            "district": ["bench"] * 20},
+                           geometry=[shapely.box(X0 + x, top - size * RES + y, X0 + x + side, top - size * RES + y + side)
+                                     for x, y in zip(xs, ys)], crs=CRS)
+    red.to_file(out / "redlines.gpkg", layer="redlines")
+    return paths[0], paths[1], out / "redlines.gpkg"
+
+
+def full_read(paths, threads: int) -> float:
+    t0 = time.perf_counter()
+    for p in paths:
+        with rasterio.open(p) as src:
+            wins = [w for _, w in src.block_windows(1)]
+        def read(chunk):
+            with rasterio.open(p) as s:
+                for w in chunk:
+                    s.read(window=w)
+        with ThreadPoolExecutor(threads) as ex:
+            list(ex.map(read, [wins[i::threads] for i in range(threads)]))
+    return time.perf_counter() - t0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--size", type=int, default=20000)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--keep", type=Path, default=None, help="Build the data here and keep it.")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args(argv)
+    tmp = tempfile.TemporaryDirectory() if args.keep is None else None
+    out = Path(tmp.name) if tmp else args.keep
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    before, after, red = build(out, args.size)
+    print(f"built {args.size}x{args.size} px pair in {time.perf_counter() - t0:.1f} s")
+    tb = full_read([before, after], args.workers)
+    gis = Path(sys.executable).with_name("gis")
+    cmd = [str(gis), "detect", "--before", str(before), "--after", str(after), "--within", str(red),
+           "--workers", str(args.workers), "--no-progress", "--out", str(out / "changes.gpkg")]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    ta = time.perf_counter() - t0
+    if proc.returncode:
+        print(proc.stderr)
+        return proc.returncode
+    rss_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 ** 2
+    from gis.imagery import open_pair, windows_within
+    pair = open_pair(before, after)
+    wins = windows_within(pair.grid, gpd.read_file(red).geometry.values, buffer=20.0)
+    processed = sum(w.width * w.height for w, _ in wins)
+    res = {"size": args.size, "workers": args.workers, "detect_s": ta, "full_read_s": tb, "ratio": ta / tb,
+           "processed_mp": processed / 1e6, "processed_share": processed / args.size ** 2,
+           "mp_per_s_per_core": processed / 1e6 / ta / args.workers, "peak_rss_gb": rss_gb,
+           "output": proc.stdout.strip()}
+    print(f"(a) gis detect end to end: {ta:.2f} s   (b) full read of both images: {tb:.2f} s   "
+          f"ratio (a)/(b) = {ta / tb:.2f} (target <= 0.5)")
+    print(f"processed {processed / 1e6:.0f} MP per image ({100 * res['processed_share']:.1f} % of it): "
+          f"{res['mp_per_s_per_core']:.1f} MP/s per core (target >= 25); peak RSS of a detect process "
+          f"{rss_gb:.2f} GB")
+    print(proc.stdout.strip())
+    if args.json:
+        args.json.write_text(json.dumps(res, indent=1))
+    if tmp:
+        tmp.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
