@@ -124,17 +124,24 @@ def district_figures(
     parcels: pd.DataFrame,
     redlines: pd.DataFrame,
     projects: pd.DataFrame,
+    *,
+    inside_area: np.ndarray | None = None,
+    parcel_area: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """One row per district: land counted once, ranked, with red/black lists.
 
     ``projects`` is the output of :func:`project_figures` (for the progress
-    ratio and overdue counts, by the project's own district).
+    ratio and overdue counts, by the project's own district). The streamed
+    path, which never holds every parcel's geometry, passes each parcel's
+    ``inside_area`` and ``parcel_area`` instead.
     """
-    area = parcel_inside_area(pieces, len(parcels))
+    area = parcel_inside_area(pieces, len(parcels)) if inside_area is None else inside_area
+    if parcel_area is None:
+        parcel_area = parcels.geometry.area.to_numpy()
     with np.errstate(invalid="ignore", divide="ignore"):
-        share = np.where(area > 0, area / parcels.geometry.area.to_numpy(), 0.0)
+        share = np.where(area > 0, area / parcel_area, 0.0)
     touched = area > 0
-    frame = pd.DataFrame(parcels.drop(columns=parcels.geometry.name))[touched]
+    frame = pd.DataFrame(parcels[[c for c in ("district", "status", *COUNT_COLUMNS)]])[touched]
     figs = _finish(_area_sums(frame, area[touched], np.minimum(share[touched], 1.0), "district"))
 
     proj = projects.groupby("district").agg(

@@ -223,6 +223,50 @@ def read_layer(source: Source, kind: str, **kw: Any) -> gpd.GeoDataFrame:
     return gdf
 
 
+def read_statuses(source: Source, *, layer: str | None = None) -> pd.DataFrame:
+    """parcel_id and status of a parcel snapshot, without geometry.
+
+    Enough to tell which parcels changed status (the progress ratio), at a
+    fraction of the memory of a full read.
+    """
+    if isinstance(source, gpd.GeoDataFrame):
+        raw = pd.DataFrame(source.drop(columns=source.geometry.name))
+        path = "<GeoDataFrame>"
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise errors.LayerNotFoundError("file does not exist", path=path, layer=layer,
+                                            hint="check the path of the previous snapshot")
+        try:
+            if path.suffix.lower() in (".parquet", ".geoparquet"):
+                raw = pd.read_parquet(path)
+            else:
+                import pyogrio
+
+                raw = pyogrio.read_dataframe(path, layer=layer, read_geometry=False)
+        except Exception as exc:
+            raise errors.UnreadableLayerError(f"cannot read the file ({type(exc).__name__}: {exc})",
+                                              path=path, layer=layer,
+                                              hint="give the previous parcel snapshot as a vector file") from None
+    schema = SCHEMAS["parcels"]
+    aliases = schema.aliases()
+    mapping = {}
+    for col in raw.columns:
+        target = aliases.get(str(col).strip().lower())
+        if target in ("parcel_id", "status") and target not in mapping.values():
+            mapping[col] = target
+    df = raw.rename(columns=mapping)
+    report = LayerReport(path=str(path), layer=layer or "parcels", kind="parcels")
+    missing = [c for c in ("parcel_id", "status") if c not in df.columns]
+    if missing:
+        raise errors.MissingColumnError(f"required column(s) missing: {', '.join(missing)}", path=path,
+                                        layer=layer, hint="the snapshot needs 宗地编号 and 状态")
+    df = pd.DataFrame({"parcel_id": _clean_text(df["parcel_id"]), "status": df["status"]})
+    df = _normalise_status(df, schema, report)
+    report.raise_for_problems()
+    return df
+
+
 def guess_kind(raw: gpd.GeoDataFrame) -> str | None:
     """Which layer a frame is, from its headers (English or Chinese)."""
     headers = {str(c).strip().lower() for c in raw.columns}

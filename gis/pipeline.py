@@ -42,7 +42,7 @@ class Clearance:
     crs: CRS
     as_of: dt.date
     inventory: gpd.GeoDataFrame | None = None
-    previous: gpd.GeoDataFrame | None = None
+    previous: pd.DataFrame | None = None  # parcel_id, status of the previous snapshot
     reports: list = field(default_factory=list)
 
 
@@ -62,7 +62,7 @@ def load_layers(
     out = {
         "redlines": layers.read_redlines(redlines, **kw),
         "parcels": layers.read_parcels(parcels, **kw),
-        "previous": None if previous is None else layers.read_parcels(previous, **kw),
+        "previous": None if previous is None else layers.read_statuses(previous),
         "inventory": None if inventory is None else layers.read_inventory(inventory, **kw),
     }
     return out
@@ -87,7 +87,7 @@ def clearance(
     pieces = overlay_parcels(par, red, threads=threads)
     projects = project_figures(pieces, par, red, previous=lyr["previous"], as_of=as_of)
     districts = district_figures(pieces, par, red, projects)
-    reports = [g.attrs.get("report") for g in lyr.values() if g is not None]
+    reports = [g.attrs.get("report") for k, g in lyr.items() if g is not None and k != "previous"]
     return Clearance(redlines=red, parcels=par, pieces=pieces, projects=projects,
                      districts=districts, crs=red.crs, as_of=as_of,
                      inventory=lyr["inventory"], previous=lyr["previous"], reports=reports)
@@ -121,13 +121,23 @@ def write_clearance(c: Clearance, out_gpkg: str | os.PathLike, *, xlsx: str | os
     """
     out_gpkg = Path(out_gpkg)
     with atomic_path(out_gpkg) as tmp:
-        pieces = c.pieces[[*PIECE_COLUMNS, "geometry"]]
-        pieces.to_file(tmp, layer="parcel_pieces", driver="GPKG", engine="pyogrio")
-        pyogrio.write_dataframe(_for_file(project_table(c)), tmp, layer="project_figures", append=False)
-        pyogrio.write_dataframe(_for_file(district_table(c)), tmp, layer="district_figures")
+        write_pieces(c.pieces, tmp)
+        write_figure_tables(c, tmp)
     if xlsx is not None:
         write_figures_xlsx(c, xlsx)
     return out_gpkg
+
+
+def write_pieces(pieces: gpd.GeoDataFrame, gpkg: str | os.PathLike, *, append: bool = False) -> None:
+    """The ``parcel_pieces`` layer, all MultiPolygon as the GeoPackage spec wants one type per layer."""
+    pieces[[*PIECE_COLUMNS, "geometry"]].to_file(gpkg, layer="parcel_pieces", driver="GPKG", engine="pyogrio",
+                                                 promote_to_multi=True, append=append)
+
+
+def write_figure_tables(c: Clearance, gpkg: str | os.PathLike) -> None:
+    """Add the ``project_figures`` and ``district_figures`` tables to a GeoPackage."""
+    pyogrio.write_dataframe(_for_file(project_table(c)), gpkg, layer="project_figures")
+    pyogrio.write_dataframe(_for_file(district_table(c)), gpkg, layer="district_figures")
 
 
 def _for_file(df: pd.DataFrame) -> pd.DataFrame:

@@ -5,10 +5,15 @@ Builds a synthetic cadastre (a jittered grid of irregular 8-vertex parcels of
 of 20-200 ha that overlap, then times, each in its own fresh process so that
 peak memory is its own:
 
-(a) gis: ``gis.pipeline.clearance`` on the two GeoDataFrames — validation,
-    overlay and project + district figures, end to end;
-(b) plain geopandas: ``geopandas.overlay(how="intersection")`` then a
-    groupby of areas by project and status class.
+(a)  gis in memory: ``gis.pipeline.clearance`` on the two GeoDataFrames —
+     validation, overlay and project + district figures, end to end;
+(a') gis streamed: ``gis.stream.stream_clearance`` from the GeoParquet files,
+     reading included (what ``gis overlay`` does for large files);
+(b)  plain geopandas: ``geopandas.overlay(how="intersection")`` then a
+     groupby of areas by project and status class.
+
+The data is built once and written to GeoParquet in a temporary folder;
+each variant loads it in its own process.
 
 Both must give the same total and per-project areas (relative 1e-9).
 
@@ -22,6 +27,7 @@ import json
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -69,22 +75,47 @@ def build(n_parcels: int, n_redlines: int, seed: int = 7):
     return parcels, red
 
 
-def run_gis(parcels, red):
+def load(folder: str):
+    import geopandas as gpd
+
+    return gpd.read_parquet(f"{folder}/parcels.parquet"), gpd.read_parquet(f"{folder}/redlines.parquet")
+
+
+def _answer(projects):
+    m2 = 10000 / 15
+    return (dict(zip(projects["project_id"], projects["total_mu"] * m2)),
+            dict(zip(projects["project_id"], projects["acquired_mu"] * m2)))
+
+
+def run_gis(folder: str):
+    """(a) in memory: clearance() on GeoDataFrames (validation + overlay + figures)."""
     from gis.pipeline import clearance
 
+    parcels, red = load(folder)
     t0 = time.perf_counter()
     c = clearance(red, parcels)
     elapsed = time.perf_counter() - t0
-    per_project = dict(zip(c.projects["project_id"], c.projects["total_mu"] * (10000 / 15)))
-    acquired = dict(zip(c.projects["project_id"], c.projects["acquired_mu"] * (10000 / 15)))
-    return elapsed, per_project, acquired, len(c.pieces)
+    return (elapsed, *_answer(c.projects), len(c.pieces))
 
 
-def run_geopandas(parcels, red):
+def run_gis_stream(folder: str):
+    """(a') streamed from the file: reading included, batches of 200k parcels."""
+    from gis.stream import stream_clearance
+
+    t0 = time.perf_counter()
+    c = stream_clearance(f"{folder}/redlines.parquet", f"{folder}/parcels.parquet")
+    elapsed = time.perf_counter() - t0
+    return (elapsed, *_answer(c.projects), len(c.pieces))
+
+
+def run_geopandas(folder: str):
+    """(b) geopandas.overlay(how="intersection") + groupby by project and status class."""
     import geopandas as gpd
 
     from gis.schema import ACQUIRED_FROM, STATUS_RANK
 
+    t_read = time.perf_counter()
+    parcels, red = load(folder)
     t0 = time.perf_counter()
     pieces = gpd.overlay(parcels, red[["project_id", "geometry"]], how="intersection", keep_geom_type=True)
     pieces["area"] = pieces.geometry.area
@@ -92,20 +123,22 @@ def run_geopandas(parcels, red):
     pieces["acquired"] = pieces["area"].where(pieces["status"].map(STATUS_RANK) >= ACQUIRED_FROM, 0.0)
     sums = pieces.groupby("project_id")[["area", "acquired"]].sum()
     elapsed = time.perf_counter() - t0
-    return elapsed, sums["area"].to_dict(), sums["acquired"].to_dict(), len(pieces)
+    return elapsed, sums["area"].to_dict(), sums["acquired"].to_dict(), len(pieces), t0 - t_read
 
 
-def child(which: str, n_parcels: int, n_redlines: int) -> None:
-    parcels, red = build(n_parcels, n_redlines)
-    t, per_project, acquired, n_pieces = (run_gis if which == "gis" else run_geopandas)(parcels, red)
+RUNNERS = {"gis": run_gis, "gis-stream": run_gis_stream, "geopandas": run_geopandas}
+
+
+def child(which: str, folder: str) -> None:
+    t, per_project, acquired, n_pieces, *read = RUNNERS[which](folder)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"time": t, "peak_rss": peak, "per_project": per_project,
-                      "acquired": acquired, "pieces": n_pieces}))
+    print(json.dumps({"time": t, "peak_rss": peak, "per_project": per_project, "acquired": acquired,
+                      "pieces": n_pieces, "read_time": read[0] if read else None}))
 
 
-def measure(which: str, n_parcels: int, n_redlines: int) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", which, "--parcels", str(n_parcels),
-                          "--redlines", str(n_redlines)], check=True, capture_output=True, text=True)
+def measure(which: str, folder: str) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--child", which, "--data", folder],
+                         check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -128,20 +161,30 @@ def main(argv=None) -> int:
     ap.add_argument("--parcels", type=int, default=100_000)
     ap.add_argument("--redlines", type=int, default=500)
     ap.add_argument("--repeat", type=int, default=1, help="runs of each; the median is reported")
-    ap.add_argument("--child", choices=["gis", "geopandas"], help=argparse.SUPPRESS)
+    ap.add_argument("--child", choices=sorted(RUNNERS), help=argparse.SUPPRESS)
+    ap.add_argument("--data", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
-        child(args.child, args.parcels, args.redlines)
+        child(args.child, args.data)
         return 0
 
-    runs = {w: [measure(w, args.parcels, args.redlines) for _ in range(args.repeat)] for w in ("gis", "geopandas")}
+    with tempfile.TemporaryDirectory(prefix="bench_overlay_") as folder:
+        parcels, red = build(args.parcels, args.redlines)
+        parcels.to_parquet(f"{folder}/parcels.parquet")
+        red.to_parquet(f"{folder}/redlines.parquet")
+        del parcels, red
+        runs = {w: [measure(w, folder) for _ in range(args.repeat)] for w in RUNNERS}
     med = {w: sorted(r, key=lambda x: x["time"])[len(r) // 2] for w, r in runs.items()}
-    a, b = med["gis"], med["geopandas"]
-    problems = compare(a, b)
+    a, s_, b = med["gis"], med["gis-stream"], med["geopandas"]
+    problems = compare(a, b) + compare(s_, b)
+    gb = 2 ** 30
     print(f"parcels {args.parcels:,}  red lines {args.redlines}  pieces gis {a['pieces']:,} / geopandas {b['pieces']:,}")
-    print(f"(a) gis overlay + figures          {a['time']:8.2f} s   peak RSS {a['peak_rss'] / 2**30:5.2f} GB")
-    print(f"(b) geopandas.overlay + groupby    {b['time']:8.2f} s   peak RSS {b['peak_rss'] / 2**30:5.2f} GB")
+    print(f"(a) gis clearance, in memory        {a['time']:7.2f} s   peak RSS {a['peak_rss'] / gb:5.2f} GB")
+    print(f"(b) geopandas.overlay + groupby     {b['time']:7.2f} s   peak RSS {b['peak_rss'] / gb:5.2f} GB")
     print(f"speed-up (b)/(a): {b['time'] / a['time']:.2f}x")
+    read_b = b["time"] + b["read_time"]
+    print(f"(a') gis streamed from GeoParquet   {s_['time']:7.2f} s   peak RSS {s_['peak_rss'] / gb:5.2f} GB"
+          f"   (b incl. reading the file: {read_b:.2f} s, speed-up {read_b / s_['time']:.2f}x)")
     print("areas agree (relative 1e-9): " + ("yes" if not problems else "NO"))
     for p in problems[:10]:
         print("  " + p)

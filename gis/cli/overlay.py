@@ -9,6 +9,7 @@ import click
 
 from gis.cli.options import crs_option, working_crs_option
 from gis.pipeline import clearance, write_clearance
+from gis.stream import DEFAULT_BATCH, STREAM_ABOVE, feature_count, stream_clearance
 
 
 @click.command()
@@ -21,13 +22,17 @@ from gis.pipeline import clearance, write_clearance
               help="Previous snapshot of the parcel layer, for the progress ratio (进度占比率).")
 @click.option("--as-of", type=click.DateTime(["%Y-%m-%d"]), default=None,
               help="Date the figures are counted at, for overdue projects (default: today).")
+@click.option("--batch-size", type=click.IntRange(min=1000), default=None,
+              help="Read parcels in batches of this many (flat memory for city-wide cadastres). "
+                   f"Default: batches of {DEFAULT_BATCH:,} when the file has over {STREAM_ABOVE:,} parcels.")
 @crs_option
 @working_crs_option
-def overlay(redlines, parcels, out, xlsx, previous, as_of, source_crs, working_crs):
+def overlay(redlines, parcels, out, xlsx, previous, as_of, batch_size, source_crs, working_crs):
     """Split parcels by red lines and count clearance progress.
 
     Writes layer parcel_pieces and tables project_figures and
-    district_figures (ranked, with red and black lists) to OUT.
+    district_figures (ranked, with red and black lists) to OUT. Large
+    parcel files are read in batches, so memory stays flat.
 
     \b
     Example:
@@ -35,9 +40,15 @@ def overlay(redlines, parcels, out, xlsx, previous, as_of, source_crs, working_c
           --previous layers/demo/parcels_previous.gpkg --out maps/figures.gpkg --xlsx maps/figures.xlsx
     """
     as_of_date = as_of.date() if as_of else dt.date.today()
-    c = clearance(redlines, parcels, previous=previous, as_of=as_of_date,
-                  source_crs=source_crs, working_crs=working_crs)
-    write_clearance(c, out, xlsx=xlsx)
+    if batch_size is None and (feature_count(parcels) or 0) > STREAM_ABOVE:
+        batch_size = DEFAULT_BATCH
+    if batch_size:
+        c = stream_clearance(redlines, parcels, out_gpkg=out, xlsx=xlsx, previous=previous, as_of=as_of_date,
+                             source_crs=source_crs, working_crs=working_crs, batch_size=batch_size)
+    else:
+        c = clearance(redlines, parcels, previous=previous, as_of=as_of_date,
+                      source_crs=source_crs, working_crs=working_crs)
+        write_clearance(c, out, xlsx=xlsx)
     for report in c.reports:
         for r in report.repairs:
             click.echo(f"repaired {report.kind} {r['id']}: {r['reason']}", err=True)
