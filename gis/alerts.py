@@ -10,6 +10,10 @@ inputs changes nothing):
   seen_count, area, geometry and confidence are updated, and ``growing`` is set
   when the area exceeds the area at verdict (else at first sighting) by more
   than ``growth``. Status, verdict, notes and photos are never touched.
+* An extension: a change of the same kind within ``adjacent_m`` of an open
+  alert that does not overlap it enough is that alert growing; the alert's
+  footprint becomes the union. (Any change covering less than half of the
+  alert adds to its footprint; one covering more replaces it.)
 * Merge: a change overlapping several open alerts updates the oldest (earliest
   first_seen, then smallest id); the others get ``ref_alert_id`` = that alert.
 * Split: several changes overlapping one open alert: the one with the largest
@@ -134,6 +138,22 @@ def attach_context(changes: gpd.GeoDataFrame, *, redlines: gpd.GeoDataFrame | No
     return out
 
 
+def _adjacent_pairs(ch: gpd.GeoDataFrame, alerts: gpd.GeoDataFrame, distance: float,
+                    exclude: set) -> pd.DataFrame:
+    """Changes within ``distance`` of an open alert of the same kind (not already matched)."""
+    cols = {"i": [], "j": [], "inter": [], "ratio": [], "first_seen": [], "alert_id": []}
+    if len(ch) == 0 or len(alerts) == 0 or distance <= 0:
+        return pd.DataFrame(cols).astype({"i": int, "j": int, "inter": float, "ratio": float})
+    tree = shapely.STRtree(alerts.geometry.values)
+    i, j = tree.query(ch.geometry.values, predicate="dwithin", distance=distance)
+    ok = (np.isin(alerts["status"].to_numpy()[j], OPEN_STATUSES)
+          & (alerts["kind"].to_numpy()[j] == ch["kind"].to_numpy()[i]) & ~np.isin(i, list(exclude)))
+    i, j = i[ok], j[ok]
+    return pd.DataFrame({"i": i, "j": j, "inter": np.zeros(len(i)), "ratio": np.zeros(len(i)),
+                         "first_seen": alerts["first_seen"].to_numpy()[j],
+                         "alert_id": alerts["alert_id"].to_numpy()[j]})
+
+
 def _post_freeze(changes: pd.DataFrame, freeze: Mapping[str, dt.date],
                  epoch_dates: list[dt.date], since: dt.date | None) -> tuple[np.ndarray, np.ndarray]:
     fdates = changes["project_id"].map(lambda p: freeze.get(p))
@@ -163,6 +183,7 @@ def update_alerts(
     overlap_ratio: float = 0.3,
     growth: float = 0.2,
     min_area_m2: float = 0.0,
+    adjacent_m: float = 2.0,
     run_date: dt.date | None = None,
     now: str = "",
     by: str = "weekly",
@@ -191,10 +212,14 @@ def update_alerts(
         ch["in_inventory"] = False
 
     result = AlertUpdate(alerts=alerts)
-    pairs = overlap_pairs(ch.geometry.values, alerts.geometry.values)
-    pairs = pairs[pairs["ratio"] >= overlap_ratio]
+    all_pairs = overlap_pairs(ch.geometry.values, alerts.geometry.values)
+    pairs = all_pairs[all_pairs["ratio"] >= overlap_ratio]
     status = alerts["status"].to_numpy()
     pairs["open"] = np.isin(status[pairs["j"].to_numpy()], OPEN_STATUSES)
+    # an extension built onto an open alert (same kind, touching it, not overlapping
+    # enough) is that alert growing, not a new one
+    ext = _adjacent_pairs(ch, alerts, adjacent_m, exclude=set(pairs.loc[pairs["open"], "i"]))
+    pairs = pd.concat([pairs.assign(extend=False), ext.assign(open=True, extend=True)], ignore_index=True)
     pairs["first_seen"] = alerts["first_seen"].to_numpy()[pairs["j"].to_numpy()]
     pairs["alert_id"] = alerts["alert_id"].to_numpy()[pairs["j"].to_numpy()]
 
@@ -221,10 +246,15 @@ def update_alerts(
         a.loc[j[newer], "seen_count"] = a["seen_count"].to_numpy()[j[newer]] + 1
         a.loc[j[newer], "last_seen"] = epoch_iso
         geoms = a.geometry.values.copy()
-        geoms[jj] = ch.geometry.values[ii]
+        # a change covering most of the alert is its new footprint; a smaller one (an
+        # extension, or part of it seen again) adds to it, so alerts do not shrink
+        cover = keep["inter"].to_numpy() / np.maximum(shapely.area(geoms[j]), 1e-9)
+        cover = cover[same_or_newer]
+        geoms[jj] = np.where(cover >= 0.5, ch.geometry.values[ii],
+                             shapely.union(geoms[jj], ch.geometry.values[ii]))
         a = a.set_geometry(gpd.GeoSeries(geoms, crs=crs, index=a.index))
-        a.loc[jj, "area_m2"] = ch["area_m2"].to_numpy()[ii]
-        a.loc[jj, "area_mu"] = m2_to_mu(ch["area_m2"].to_numpy()[ii])
+        a.loc[jj, "area_m2"] = shapely.area(geoms[jj])
+        a.loc[jj, "area_mu"] = m2_to_mu(shapely.area(geoms[jj]))
         a.loc[jj, "confidence"] = ch["confidence"].to_numpy()[ii]
         ref_area = np.where(np.isnan(a["verdict_area_m2"].to_numpy()[jj]),
                             a["first_area_m2"].to_numpy()[jj], a["verdict_area_m2"].to_numpy()[jj])

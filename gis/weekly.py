@@ -79,9 +79,12 @@ def _default_detect() -> Callable[..., gpd.GeoDataFrame]:
 
 
 def _detect_run(ws: Workspace, cur: Epoch, prev: Epoch, redlines: gpd.GeoDataFrame,
-                detect: Callable[..., gpd.GeoDataFrame]) -> gpd.GeoDataFrame:
+                detect: Callable[..., gpd.GeoDataFrame], workers: int = 1) -> gpd.GeoDataFrame:
     """Changes since the previous epoch, plus changes since older freeze baselines."""
-    kw = dict(inventory=ws.inventory, parcels=ws.parcels, min_area=ws.thresholds["min_area_m2"])
+    # detection keeps its per-kind minimum areas; the workspace minimum is applied to alerts
+    kw = dict(inventory=ws.inventory, parcels=ws.parcels)
+    if workers > 1:
+        kw["workers"] = workers
     week = detect(str(prev.ortho), str(cur.ortho), dsm_before=prev.dsm, dsm_after=cur.dsm, **kw)
     week = week.to_crs(ws.working_crs) if week.crs is not None else week.set_crs(ws.working_crs)
     week["since"] = prev.date
@@ -99,10 +102,11 @@ def _detect_run(ws: Workspace, cur: Epoch, prev: Epoch, redlines: gpd.GeoDataFra
         extra = detect(str(b.ortho), str(cur.ortho), dsm_before=b.dsm, dsm_after=cur.dsm,
                        within=within, **kw)
         extra = extra.to_crs(ws.working_crs) if extra.crs is not None else extra.set_crs(ws.working_crs)
-        # what the weekly comparison already shows is not counted twice
+        # a change since the baseline covers what changed this week at the same place
+        # (a house and its new extension): keep the whole footprint, not the increment
         seen = overlap_pairs(extra.geometry.values, week.geometry.values)
         seen = seen[seen["ratio"] >= ws.thresholds["overlap_ratio"]]
-        extra = extra.drop(extra.index[np.unique(seen["i"].to_numpy())])
+        parts[0] = parts[0].drop(week.index[np.unique(seen["j"].to_numpy())], errors="ignore")
         extra["since"] = base
         parts.append(extra)
         log.info("freeze baseline %s: %d further changes in %d projects", base, len(extra), len(pids))
@@ -117,13 +121,15 @@ def _empty_changes(crs: Any) -> gpd.GeoDataFrame:
 
 def run_weekly(workspace: Workspace | str | os.PathLike, epoch: dt.date | str | None = None,
                progress: bool | Progress = False, *, detect: Callable[..., gpd.GeoDataFrame] | None = None,
-               today: dt.date | None = None, maps: bool = True, by: str = "weekly") -> WeeklySummary:
+               today: dt.date | None = None, maps: bool = True, by: str = "weekly",
+               out_dir: str | os.PathLike | None = None, workers: int = 1) -> WeeklySummary:
     """Run one weekly cycle on ``epoch`` (default: the latest) and return its summary.
 
     ``progress`` may be a callable ``(step, done, total)`` (the CLI passes one
     that drives a progress bar); ``detect`` replaces gis.detect.detect_changes
     (tests); ``today`` is the run date (status_since of new alerts, overdue
-    projects, alerts waiting for a verdict).
+    projects, alerts waiting for a verdict); ``out_dir`` overrides the
+    workspace's out folder for the map and bulletin; ``workers`` goes to detection.
     """
     ws = workspace if isinstance(workspace, Workspace) else load_workspace(workspace)
     report: Progress = progress if callable(progress) else (lambda step, done, total: None)
@@ -144,7 +150,7 @@ def run_weekly(workspace: Workspace | str | os.PathLike, epoch: dt.date | str | 
             changes = _empty_changes(ws.working_crs)
             log.info("epoch %s is the first: it is the baseline, nothing to compare", cur.date)
         else:
-            changes = _detect_run(ws, cur, prev, clear.redlines, detect or _default_detect())
+            changes = _detect_run(ws, cur, prev, clear.redlines, detect or _default_detect(), workers)
         report("alerts", next(step), len(STEPS))
         th = ws.thresholds
         with store.transaction(by=by, command="weekly", run_id=run_id) as tx:
@@ -173,7 +179,7 @@ def run_weekly(workspace: Workspace | str | os.PathLike, epoch: dt.date | str | 
                       "host": socket.gethostname(), "pid": os.getpid()}
     report("maps", next(step), len(STEPS))
     if maps:
-        summary.outputs = _write_products(ws, clear, store, cur, prev, today)
+        summary.outputs = _write_products(ws, clear, store, cur, prev, today, out_dir)
     return summary
 
 
@@ -222,10 +228,10 @@ def _summary(run_id, cur, prev, changes, up, alerts, clear, th, today) -> Weekly
 
 
 def _write_products(ws: Workspace, clear, store, cur: Epoch, prev: Epoch | None,
-                    today: dt.date) -> dict[str, str]:
+                    today: dt.date, out_dir: str | os.PathLike | None = None) -> dict[str, str]:
     """Map and bulletin of this week, where the maps/report modules are present."""
     out: dict[str, str] = {}
-    folder = ws.out or ws.root / "out"
+    folder = Path(out_dir) if out_dir else (ws.out or ws.root / "out")
     folder.mkdir(parents=True, exist_ok=True)
     alerts = store.alerts()
     stamp = cur.date.isoformat()

@@ -157,3 +157,19 @@ def test_freeze_baseline_and_overlap_ratio():
     assert not before.alerts["post_freeze"].iloc[0] and after.alerts["post_freeze"].iloc[0]
     pairs = overlap_pairs(np.array([box(0, 0, 10, 10)]), np.array([box(5, 0, 105, 10), box(50, 50, 60, 60)]))
     assert len(pairs) == 1 and pairs["ratio"].iloc[0] == pytest.approx(0.5)
+
+
+def test_an_extension_built_onto_an_alert_grows_it():
+    a1 = run(empty_alerts(CRS), changes(("new_structure", box(100, 100, 114, 112))), D2, D1)
+    aid = a1.new_ids[0]
+    # next week only the added part differs from last week's image: an L around the old house
+    ext = box(100, 100, 120, 115).difference(box(100, 100, 114, 112))
+    up = run(a1.alerts, changes(("new_structure", ext)), D3, D2)
+    a = up.alerts.set_index("alert_id")
+    assert up.new_ids == [] and a.loc[aid, "area_m2"] == pytest.approx(300)
+    assert bool(a.loc[aid, "growing"]) and a.loc[aid, "seen_count"] == 2
+    again = run(up.alerts, changes(("new_structure", ext)), D3, D2)
+    assert again.events == [] and again.new_ids == []
+    # crops next to a house are not the house growing
+    crops = run(a1.alerts, changes(("new_crops", box(114, 100, 160, 140))), D3, D2)
+    assert len(crops.new_ids) == 1

@@ -1,0 +1,196 @@
+"""Survey imagery and a real weekly cycle for the demo county.
+
+:func:`write_demo_epochs` renders three survey dates of the demo county with
+:mod:`gis.synthetic` (1 m pixels, same background seed, so epochs differ only
+by what is planted here) and writes the demo workspace's ``gis.toml``:
+
+* 2026-02-20: the baseline; a shantytown house in P04 still stands.
+* 2026-04-10: new houses and a greenhouse in P01 (after its 03-01 freeze),
+  a house in P02 (before its 05-15 freeze), crops in P07, a house outside
+  every red line; the P04 house is demolished.
+* 2026-05-20: a P01 house has grown, new houses in P02 (now after its
+  freeze) and P05, a greenhouse in P03, another house outside red lines.
+
+Each epoch has a 2 m DSM too (so detection also sees the demolition).
+
+:func:`run_demo_cycle` runs the weekly cycle over the epochs in order, with
+patrol verdicts recorded in between (one illegal house, one false alarm), so
+the last run shows growth, suppression and alerts waiting for a verdict.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+from shapely.geometry import box
+
+from gis.workspace import init_workspace, load_workspace
+
+log = logging.getLogger(__name__)
+
+DEMO_DATES = (dt.date(2026, 2, 20), dt.date(2026, 4, 10), dt.date(2026, 5, 20))
+RESOLUTION = 1.0
+IMAGE_SEED = 7
+
+
+@dataclass(frozen=True)
+class Site:
+    """One planted feature: where, what, and in which epochs it stands."""
+
+    name: str
+    project: str  # project id, or "" for outside every red line
+    kind: str  # structure | crop
+    size: tuple[float, float]
+    first: int = 1  # index of the first epoch showing it
+    last: int = 2  # index of the last epoch showing it
+    grown: tuple[float, float] | None = None  # size from epoch ``first + 1`` on
+    style: str = ""  # roof colour or crop kind
+    height: float = 4.0
+
+
+SITES = (
+    Site("P01 house A", "P01", "structure", (14, 12), grown=(20, 15), style="blue", height=7),
+    Site("P01 house B", "P01", "structure", (12, 10), style="grey", height=4),
+    Site("P01 greenhouse", "P01", "crop", (40, 24), style="greenhouse"),
+    Site("P02 house", "P02", "structure", (12, 12), style="grey", height=4),
+    Site("P07 crops", "P07", "crop", (50, 50), style="crop"),
+    Site("outside house", "", "structure", (12, 10), style="blue", height=4),
+    Site("P04 old house", "P04", "structure", (16, 12), first=0, last=0, style="dark", height=6),
+    Site("P02 house 2", "P02", "structure", (12, 10), first=2, style="blue", height=4),
+    Site("P03 greenhouse", "P03", "crop", (40, 40), first=2, style="greenhouse"),
+    Site("P05 house", "P05", "structure", (14, 10), first=2, style="grey", height=7),
+    Site("outside house 2", "", "structure", (10, 10), first=2, style="blue", height=4),
+)
+
+
+def _slots(red: gpd.GeoDataFrame, project: str, bounds, n: int) -> list[shapely.Point]:
+    """``n`` spots at least 70 m apart for a project's sites, inside its red line (nearest
+    its centre first); for ``project`` "" spots far from every red line."""
+    if project:
+        geom = red.loc[red["project_id"] == project].geometry.iloc[0]
+        zone, centre = geom.buffer(-8), geom.representative_point()
+    else:
+        zone = shapely.box(*bounds).buffer(-100).difference(red.union_all().buffer(120))
+        centre = shapely.box(*bounds).centroid
+    xmin, ymin, xmax, ymax = zone.bounds
+    xs, ys = np.meshgrid(np.arange(xmin, xmax, 10.0), np.arange(ymin, ymax, 10.0))
+    pts = shapely.points(xs.ravel(), ys.ravel())
+    pts = pts[shapely.contains(zone, shapely.buffer(pts, 10))]  # sites are centred on their spot
+    pts = pts[np.argsort(shapely.distance(pts, centre), kind="stable")]
+    chosen: list[shapely.Point] = []
+    for p in pts:  # greedy, a few thousand candidates at most
+        if all(p.distance(c) >= 70 for c in chosen):
+            chosen.append(p)
+            if len(chosen) == n:
+                return chosen
+    raise RuntimeError(f"no room for {n} demo sites in {project or 'the county outside red lines'}")
+
+
+def planted(county, epoch: int) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
+    """The structures and crops standing at epoch ``epoch`` (0, 1, 2)."""
+    from gis.layers import read_redlines
+
+    red = read_redlines(county.redlines)
+    projects = sorted({s.project for s in SITES})
+    slots = {p: iter(_slots(red, p, county.bounds, sum(s.project == p for s in SITES))) for p in projects}
+    rows = []
+    for s in SITES:
+        a = next(slots[s.project])  # every site keeps its slot whatever the epoch
+        if not s.first <= epoch <= s.last:
+            continue
+        w, h = s.grown if s.grown and epoch > s.first else s.size
+        rows.append({"name": s.name, "kind": s.kind, "style": s.style, "height": s.height,
+                     "geometry": box(a.x - w / 2, a.y - h / 2, a.x + w / 2, a.y + h / 2)})
+    gdf = gpd.GeoDataFrame(pd.DataFrame(rows, columns=["name", "kind", "style", "height", "geometry"]),
+                           geometry="geometry", crs=red.crs)
+    structures = gdf[gdf["kind"] == "structure"].rename(columns={"style": "roof"})
+    crops = gdf[gdf["kind"] == "crop"].rename(columns={"style": "crop"})
+    return structures, crops
+
+
+def write_demo_epochs(county, out_dir: str | os.PathLike, *, resolution: float = RESOLUTION,
+                      overwrite: bool = True) -> Path:
+    """Render the demo epochs into ``out_dir/imagery`` and write ``out_dir/gis.toml``."""
+    from gis.synthetic import render_dsm, render_orthophoto
+
+    out = Path(out_dir)
+    (out / "imagery").mkdir(parents=True, exist_ok=True)
+    epochs = []
+    for k, date in enumerate(DEMO_DATES):
+        structures, crops = planted(county, k)
+        path = out / "imagery" / f"ortho_{date.isoformat()}.tif"
+        render_orthophoto(path, bounds=county.bounds, resolution=resolution, crs=county.crs,
+                          structures=structures, crops=crops, seed=IMAGE_SEED, date=date)
+        # DSMs (2 m; detection resamples them) let detection see the demolition
+        dsm = out / "imagery" / f"dsm_{date.isoformat()}.tif"
+        render_dsm(dsm, bounds=county.bounds, resolution=2 * resolution, crs=county.crs,
+                   structures=structures, seed=IMAGE_SEED, date=date)
+        log.info("rendered %s (%d structures, %d crops)", path, len(structures), len(crops))
+        epochs.append((date, path, dsm))
+    return init_workspace(out, redlines=county.redlines, parcels=county.parcels,
+                          previous_parcels=county.previous_parcels, inventory=county.inventory,
+                          epochs=epochs, working_crs=county.crs, overwrite=overwrite)
+
+
+#: Patrol verdicts recorded after the second run: (site, statuses in order, note).
+VERDICTS = (
+    ("P01 house A", ("dispatched", "illegal"), "在建砖房，冻结后新建，已责令停工"),
+    ("P07 crops", ("dispatched", "false_alarm"), "季节性作物，非抢种"),
+)
+
+
+def run_demo_cycle(demo_dir: str | os.PathLike, maps_dir: str | os.PathLike | None = None,
+                   *, progress=False, workers: int = 1):
+    """Run the weekly cycle over the demo epochs in order; return the last run's summary.
+
+    Each run is dated three days after its survey. Map and bulletin of the
+    last run are written to ``maps_dir`` (default: the workspace's out folder).
+    """
+    from gis.lifecycle import set_alert
+    from gis.store import open_store
+    from gis.weekly import run_weekly
+
+    ws = load_workspace(demo_dir)
+    store = open_store(ws.store, crs=ws.working_crs)
+    summary = None
+    for k, epoch in enumerate(ws.epochs):
+        last = k == len(ws.epochs) - 1
+        summary = run_weekly(ws, epoch.date, progress=progress, today=epoch.date + dt.timedelta(days=3),
+                             maps=last, out_dir=maps_dir, workers=workers)
+        if k == 1:
+            _record_verdicts(ws, store, set_alert, epoch.date + dt.timedelta(days=4))
+    return summary
+
+
+def _record_verdicts(ws, store, set_alert, day: dt.date) -> None:
+    """Verdicts as patrols would record them, on the alerts at the planted sites."""
+    from gis.alerts import overlap_pairs
+
+    county = type("County", (), {"redlines": ws.redlines, "bounds": _bounds(ws), "crs": ws.working_crs})
+    structures, crops = planted(county, 1)
+    sites = pd.concat([structures, crops]).set_index("name")
+    alerts = store.alerts()
+    for name, statuses, note in VERDICTS:
+        pairs = overlap_pairs(alerts.geometry.values, np.array([sites.loc[name].geometry]))
+        if pairs.empty:
+            log.warning("demo: no alert at %s, no verdict recorded", name)
+            continue
+        aid = alerts["alert_id"].iloc[int(pairs.sort_values("inter").iloc[-1]["i"])]
+        for st in statuses:
+            set_alert(store, aid, status=st, by="巡查队", note=note if st == statuses[-1] else None,
+                      today=day)
+
+
+def _bounds(ws) -> tuple[float, float, float, float]:
+    import rasterio
+
+    with rasterio.open(ws.epochs[0].ortho) as src:
+        return tuple(src.bounds)
