@@ -144,7 +144,7 @@ def pair_samples(before: np.ndarray, after: np.ndarray, label: np.ndarray, res: 
                  stats: SceneStats, nir: bool) -> tuple[np.ndarray, np.ndarray]:
     """Training rows from one labelled pair: segment features, segment is change
     when more than half its pixels are labelled change."""
-    f = compute_features(before, after, stats, nir=nir, full=True)
+    f = compute_features(before, after, stats, nir=nir, full=True, res=res)
     labels, n = superpixels(f, res)
     X = region_features(feature_stack(f), labels, n)
     frac = np.bincount(labels.ravel(), weights=label.ravel().astype(np.float64), minlength=n) / \

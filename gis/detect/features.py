@@ -55,12 +55,13 @@ def _veg(img: np.ndarray, nir: bool) -> np.ndarray:
     return (2 * g - r - b) / (r + g + b + 1e-3)
 
 
-def _roof(sat: np.ndarray, veg: np.ndarray, lab_b: np.ndarray, nir: bool) -> np.ndarray:
+def _roof(sat: np.ndarray, veg: np.ndarray, lab_a: np.ndarray, lab_b: np.ndarray, nir: bool) -> np.ndarray:
     # NDVI of roofs is ~0-0.15, ExG of roofs ~0: the veg cut-off differs by index
     veg_cut = 0.25 if nir else 0.08
     grey = np.clip(1 - sat / 0.35, 0, 1) * np.clip(1 - veg / veg_cut, 0, 1)
     blue = np.clip(-lab_b / 20, 0, 1)  # Lab b* < 0: blue steel roofs
-    return np.minimum(grey + blue, 1)
+    red = np.clip((lab_a - 22) / 12, 0, 1)  # Lab a* >> soil's ~5-15: red tiles
+    return np.minimum(grey + blue + red, 1)
 
 
 def _grad(L: np.ndarray) -> np.ndarray:
@@ -70,28 +71,30 @@ def _grad(L: np.ndarray) -> np.ndarray:
 
 
 def compute_features(before: np.ndarray, after: np.ndarray, stats: SceneStats, *,
-                     nir: bool = False, full: bool = False) -> dict[str, np.ndarray]:
-    """Feature maps of a window. ``before``/``after``: float32 (bands, h, w), 0-255.
+                     nir: bool = False, full: bool = False, res: float = 0.5) -> dict[str, np.ndarray]:
+    """Feature maps of a window. ``before``/``after``: float32 (bands, h, w), 0-255;
+    ``res``: pixel size in metres (smoothing is set in metres on the ground).
 
     ``full`` adds the multi-scale maps the trained classifier uses.
     """
+    s05, s15 = max(0.5 / res, 0.5), max(1.5 / res, 0.7)
     nb = before.shape[0]
     before = before * stats.gain[:nb, None, None] + stats.offset[:nb, None, None]
     a8 = np.ascontiguousarray(np.clip(before[:3], 0, 255).transpose(1, 2, 0)).astype(np.uint8)
     b8 = np.ascontiguousarray(np.clip(after[:3], 0, 255).transpose(1, 2, 0)).astype(np.uint8)
-    lab_a = _blur(cv2.cvtColor(a8, cv2.COLOR_RGB2Lab).astype(np.float32), 1.0)
-    lab_b = _blur(cv2.cvtColor(b8, cv2.COLOR_RGB2Lab).astype(np.float32), 1.0)
+    lab_a = _blur(cv2.cvtColor(a8, cv2.COLOR_RGB2Lab).astype(np.float32), s05)
+    lab_b = _blur(cv2.cvtColor(b8, cv2.COLOR_RGB2Lab).astype(np.float32), s05)
     # OpenCV's 8-bit Lab: L in 0-255 (x 255/100), a and b offset by 128
     lab_a[..., 0] *= 100 / 255
     lab_b[..., 0] *= 100 / 255
     lab_a[..., 1:] -= 128
     lab_b[..., 1:] -= 128
     d = lab_b - lab_a
-    dmag = _blur(cv2.magnitude(cv2.magnitude(d[..., 0], d[..., 1]), d[..., 2]), 3.0)
-    sat_a, sat_b = _blur(_hsv_sat(a8), 3.0), _blur(_hsv_sat(b8), 3.0)
-    veg_a, veg_b = _blur(_veg(before, nir), 3.0), _blur(_veg(after, nir), 3.0)
-    roof_a = _roof(sat_a, veg_a, lab_a[..., 2], nir)
-    roof_b = _roof(sat_b, veg_b, lab_b[..., 2], nir)
+    dmag = _blur(cv2.magnitude(cv2.magnitude(d[..., 0], d[..., 1]), d[..., 2]), s15)
+    sat_a, sat_b = _blur(_hsv_sat(a8), s15), _blur(_hsv_sat(b8), s15)
+    veg_a, veg_b = _blur(_veg(before, nir), s15), _blur(_veg(after, nir), s15)
+    roof_a = _roof(sat_a, veg_a, lab_a[..., 1], lab_a[..., 2], nir)
+    roof_b = _roof(sat_b, veg_b, lab_b[..., 1], lab_b[..., 2], nir)
     change = np.tanh(dmag / 15)
     f = {
         "dmag": dmag,

@@ -92,7 +92,7 @@ def run_window(task: WindowTask) -> WindowResult:
     segments_model = isinstance(model, dict) and model["mode"] == "segments"
     objects_model = isinstance(model, dict) and model["mode"] == "objects"
     f = compute_features(wd.before, wd.after, task.stats, nir=pair.has_nir,
-                         full=segments_model or objects_model)
+                         full=segments_model or objects_model, res=res)
     masks: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     t = task.stats.building_threshold
     if segments_model:
@@ -232,7 +232,8 @@ def detect_changes(before, after, *, dsm_before=None, dsm_after=None, within=Non
             areas[i] = shapely.to_wkb(shapely.intersection(zone, shapely.box(*b)))
     mins = dict(MIN_AREA) if min_area is None else {k: float(min_area) for k in KINDS}
     loaded = _load_model(model, pair.has_nir)
-    stats = estimate_stats(_sample(pair, windows, SAMPLE_WINDOWS, factor), nir=pair.has_nir) \
+    stats = estimate_stats(_sample(pair, windows, SAMPLE_WINDOWS, factor), nir=pair.has_nir,
+                           res=pair.grid.res * factor) \
         if windows else SceneStats()
     tasks = [WindowTask(pair, w, c, stats, mins, a, loaded, mask_out is not None, factor, i)
              for i, ((w, c), a) in enumerate(zip(windows, areas))]

@@ -43,7 +43,7 @@ def _otsu(x: np.ndarray) -> float | None:
     return float(threshold_otsu(x))
 
 
-def estimate_stats(samples, *, nir: bool = False) -> SceneStats:
+def estimate_stats(samples, *, nir: bool = False, res: float = 0.5) -> SceneStats:
     """``samples``: iterable of (before, after, valid[, dsm_before, dsm_after]) arrays."""
     samples = list(samples)
     stats = SceneStats()
@@ -68,7 +68,7 @@ def estimate_stats(samples, *, nir: bool = False) -> SceneStats:
         before, after, valid = s[0], s[1], s[2]
         if not valid.any():
             continue
-        f = compute_features(before, after, stats, nir=nir)
+        f = compute_features(before, after, stats, nir=nir, res=res)
         scores.append(f["building"][valid][::7])
         gains.append(f["veg_gain"][valid][::7])
         if len(s) > 4 and s[3] is not None and s[4] is not None:

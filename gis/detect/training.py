@@ -72,9 +72,23 @@ def read_pair_folder(folder) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarr
     return out
 
 
-def _pair_stats(before, after):
+def _pair_stats(before, after, res):
     valid = np.ones(before.shape[1:], bool)
-    return estimate_stats([(before, after, valid)])
+    return estimate_stats([(before, after, valid)], res=res)
+
+
+def _factor(res: float) -> int:
+    from gis.detect.run import WORK_RES
+    return max(1, int(WORK_RES / res + 1e-6))
+
+
+def _shrink(arr: np.ndarray, factor: int) -> np.ndarray:
+    """Area-average (bands, h, w) by ``factor``, as detection does (gis.imagery)."""
+    if factor == 1:
+        return arr
+    import cv2
+    size = (-(-arr.shape[2] // factor), -(-arr.shape[1] // factor))
+    return np.stack([cv2.resize(b, size, interpolation=cv2.INTER_AREA) for b in arr.astype(np.float32)])
 
 
 def train_from_pairs(folder, *, exclude: tuple[str, ...] = (), seed: int = 0) -> dict:
@@ -83,8 +97,11 @@ def train_from_pairs(folder, *, exclude: tuple[str, ...] = (), seed: int = 0) ->
     for name, before, after, label, res in read_pair_folder(folder):
         if name in exclude:
             continue
-        stats = _pair_stats(before, after)
-        X, y = C.pair_samples(before, after, label, res, stats, nir=False)
+        k = _factor(res)
+        before, after = _shrink(before, k), _shrink(after, k)
+        label = _shrink(label[None].astype(np.float32), k)[0] > 0.5
+        stats = _pair_stats(before, after, res * k)
+        X, y = C.pair_samples(before, after, label, res * k, stats, nir=False)
         Xs.append(X)
         ys.append(y)
     if not Xs:
@@ -121,9 +138,10 @@ def train_from_alerts(alerts, before, after, *, layer: str | None = "alerts", se
         x0, y0, x1, y1 = geom.bounds
         win = from_bounds(x0 - pad, y0 - pad, x1 + pad, y1 + pad, pair.grid.transform).round_offsets().round_lengths()
         win = win.intersection(rasterio.windows.Window(0, 0, pair.grid.width, pair.grid.height))
-        wd = read_window(pair, win)
-        stats = estimate_stats([(wd.before, wd.after, wd.valid)], nir=pair.has_nir)
-        f = compute_features(wd.before, wd.after, stats, nir=pair.has_nir, full=True)
+        k = _factor(pair.grid.res)
+        wd = read_window(pair, win, k)
+        stats = estimate_stats([(wd.before, wd.after, wd.valid)], nir=pair.has_nir, res=pair.grid.res * k)
+        f = compute_features(wd.before, wd.after, stats, nir=pair.has_nir, full=True, res=pair.grid.res * k)
         lab = rasterize([(geom, 1)], out_shape=wd.valid.shape, transform=wd.transform, fill=0, dtype="int32")
         rows.append(C.region_features(feature_stack(f), lab, 2)[1])
     X = np.stack(rows)
