@@ -131,9 +131,28 @@ RUNNERS = {"gis": run_gis, "gis-stream": run_gis_stream, "geopandas": run_geopan
 
 def child(which: str, folder: str) -> None:
     t, per_project, acquired, n_pieces, *read = RUNNERS[which](folder)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = peak_rss()
     print(json.dumps({"time": t, "peak_rss": peak, "per_project": per_project, "acquired": acquired,
                       "pieces": n_pieces, "read_time": read[0] if read else None}))
+
+
+def peak_rss() -> int:
+    """This process's peak resident memory in bytes.
+
+    VmHWM belongs to the address space, which exec replaces; ru_maxrss would
+    carry over the high-water mark of the parent that forked us.
+    """
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def write_data(folder: str, n_parcels: int, n_redlines: int) -> None:
+    parcels, red = build(n_parcels, n_redlines)
+    parcels.to_parquet(f"{folder}/parcels.parquet")
+    red.to_parquet(f"{folder}/redlines.parquet")
 
 
 def measure(which: str, folder: str) -> dict:
@@ -163,16 +182,19 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=1, help="runs of each; the median is reported")
     ap.add_argument("--child", choices=sorted(RUNNERS), help=argparse.SUPPRESS)
     ap.add_argument("--data", help=argparse.SUPPRESS)
+    ap.add_argument("--build", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.build:
+        write_data(args.build, args.parcels, args.redlines)
+        return 0
     if args.child:
         child(args.child, args.data)
         return 0
 
     with tempfile.TemporaryDirectory(prefix="bench_overlay_") as folder:
-        parcels, red = build(args.parcels, args.redlines)
-        parcels.to_parquet(f"{folder}/parcels.parquet")
-        red.to_parquet(f"{folder}/redlines.parquet")
-        del parcels, red
+        # built in its own process: this one stays small while it spawns the runs
+        subprocess.run([sys.executable, __file__, "--build", folder, "--parcels", str(args.parcels),
+                        "--redlines", str(args.redlines)], check=True)
         runs = {w: [measure(w, folder) for _ in range(args.repeat)] for w in RUNNERS}
     med = {w: sorted(r, key=lambda x: x["time"])[len(r) // 2] for w, r in runs.items()}
     a, s_, b = med["gis"], med["gis-stream"], med["geopandas"]
