@@ -254,7 +254,7 @@ def read_window(pair: ImagePair, window: Window, factor: int = 1) -> WindowData:
         before *= pair.scale_before
     if pair.scale_after != 1.0:
         after *= pair.scale_after
-    tf = rasterio.windows.transform(window, g.transform) * rasterio.Affine.scale(factor)
+    tf = rasterio.windows.transform(window, g.transform) @ rasterio.Affine.scale(factor)
     out = WindowData(before, after, valid, tf)
     for name in ("dsm_before", "dsm_after"):
         path = getattr(pair, name)

@@ -240,7 +240,7 @@ def _features_hash(*arrays) -> int:
 
 def _render_strip(scene, transform, row0, height, width, structures, crops, epoch, nodata_safe):
     xs, ys = _ground_xy(transform, row0, height, width)
-    strip_tf = transform * rasterio.Affine.translation(0, row0)
+    strip_tf = transform @ rasterio.Affine.translation(0, row0)
     fid, road = _fields(scene, xs, ys)
     seed = scene.seed
     h_f = _hash(fid, fid * 0 + 7, seed)
@@ -400,7 +400,7 @@ def render_dsm(path, *, bounds, resolution, crs, structures=None, seed=0, epoch=
             for row0 in range(0, prof["height"], STRIP):
                 h = min(STRIP, prof["height"] - row0)
                 xs, ys = _ground_xy(prof["transform"], row0, h, prof["width"])
-                tf = prof["transform"] * rasterio.Affine.translation(0, row0)
+                tf = prof["transform"] @ rasterio.Affine.translation(0, row0)
                 gx, gy = xs[None, :], ys[:, None]
                 z = 40 + 6 * _value_noise(gx, gy, 400.0, seed + 5) + 1.5 * _value_noise(gx, gy, 60.0, seed + 6)
                 t = scene.trees

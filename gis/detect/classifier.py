@@ -85,7 +85,9 @@ def fit(X: np.ndarray, y: np.ndarray, *, mode: str, nir: bool, seed: int = 0) ->
     if len(np.unique(y)) < 2:
         raise ModelError("training data holds only one class",
                          hint="give examples of both real changes and non-changes (false alarms)")
+    # few verdicts (a new county) must still be able to split: scale the leaf size
     clf = HistGradientBoostingClassifier(max_iter=300, learning_rate=0.08, max_leaf_nodes=31,
+                                         min_samples_leaf=int(min(20, max(2, len(y) // 8))),
                                          l2_regularization=1.0, class_weight="balanced", random_state=seed)
     clf.fit(X, y)
     return {"version": MODEL_VERSION, "mode": mode, "nir": bool(nir), "features": list(FEATURE_NAMES),

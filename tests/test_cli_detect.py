@@ -1,0 +1,59 @@
+"""`gis detect` and `gis model train` from the command line."""
+
+import geopandas as gpd
+import numpy as np
+import rasterio
+from click.testing import CliRunner
+from PIL import Image
+
+from detect_fixtures import redlines, scene  # noqa: F401
+from gis.cli import main
+
+
+def test_detect_writes_changes_layer(scene, tmp_path):
+    red = tmp_path / "red.gpkg"
+    redlines().to_file(red, layer="redlines")
+    out = tmp_path / "changes.gpkg"
+    r = CliRunner().invoke(main, ["detect", "--before", str(scene["before"]), "--after", str(scene["after"]),
+                                  "--within", str(red), "--out", str(out), "--no-progress", "--min-area", "25"])
+    assert r.exit_code == 0, r.output
+    ch = gpd.read_file(out, layer="changes")
+    assert {"kind", "area_m2", "area_mu", "confidence", "project_id", "parcel_id", "in_inventory"} <= set(ch.columns)
+    assert len(ch) >= 5 and set(ch.project_id) <= {"P1", "P2"} and (ch.area_m2 >= 25).all()
+    assert "change polygons" in r.output
+
+
+def test_detect_bad_input_exit_2(scene, tmp_path):
+    bad = tmp_path / "bad.tif"
+    bad.write_text("junk")
+    r = CliRunner().invoke(main, ["detect", "--before", str(bad), "--after", str(scene["after"]),
+                                  "--out", str(tmp_path / "x.gpkg"), "--no-progress"])
+    assert r.exit_code == 2 and "error:" in r.output and "bad.tif" in r.output
+    assert not (tmp_path / "x.gpkg").exists()
+
+
+def test_model_train_then_detect(scene, tmp_path):
+    # a labelled pair folder cut from the synthetic scene (A/, B/, label/ PNGs)
+    d = tmp_path / "pairs"
+    with rasterio.open(scene["before"]) as a, rasterio.open(scene["after"]) as b:
+        A, B = a.read(), b.read()
+    diff = np.abs(A.astype(int) - B.astype(int)).sum(0) > 60
+    for sub, arr in (("A", A), ("B", B)):
+        (d / sub).mkdir(parents=True)
+        for k, (r0, c0) in enumerate([(0, 0), (0, 400), (300, 0), (300, 400)]):
+            Image.fromarray(arr[:, r0:r0 + 300, c0:c0 + 400].transpose(1, 2, 0)).save(d / sub / f"t{k}.png")
+    (d / "label").mkdir()
+    for k, (r0, c0) in enumerate([(0, 0), (0, 400), (300, 0), (300, 400)]):
+        Image.fromarray((diff[r0:r0 + 300, c0:c0 + 400] * 255).astype(np.uint8)).save(d / "label" / f"t{k}.png")
+    model = tmp_path / "model.joblib"
+    r = CliRunner().invoke(main, ["model", "train", "--pairs", str(d), "--out", str(model)])
+    assert r.exit_code == 0, r.output
+    out = tmp_path / "c.gpkg"
+    r = CliRunner().invoke(main, ["detect", "--before", str(scene["before"]), "--after", str(scene["after"]),
+                                  "--model", str(model), "--out", str(out), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    ch = gpd.read_file(out, layer="changes")
+    assert (ch.kind == "new_structure").sum() >= 4
+    r = CliRunner().invoke(main, ["detect", "--before", str(scene["before"]), "--after", str(scene["after"]),
+                                  "--model", str(tmp_path / "none.joblib"), "--out", str(out), "--no-progress"])
+    assert r.exit_code == 2 and "model" in r.output

@@ -1,0 +1,115 @@
+"""gis.detect.detect_changes on synthetic pairs with planted structures and crops."""
+
+import logging
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import rasterio
+import shapely
+
+from detect_fixtures import BOUNDS, CRS, X0, Y0, crops, ortho, redlines, scene, structures  # noqa: F401
+from gis.detect import COLUMNS, detect_changes
+
+
+def _matched(found: gpd.GeoDataFrame, planted: gpd.GeoDataFrame) -> np.ndarray:
+    """For each planted polygon: does a detection cover >= 30 % of it (the eval's rule)?"""
+    hit = []
+    for g in planted.geometry:
+        cover = found.geometry.intersection(g).area.sum() / g.area if len(found) else 0
+        hit.append(cover >= 0.3)
+    return np.array(hit)
+
+
+def test_planted_structures_and_crops_found_no_false_alarms(scene):
+    ch = detect_changes(scene["before"], scene["after"])
+    assert list(ch.columns) == COLUMNS + ["geometry"] and ch.crs.to_epsg() == 4547
+    st, cr = structures(), crops()
+    assert _matched(ch[ch.kind == "new_structure"], st).all()
+    assert _matched(ch[ch.kind == "new_crops"], cr).all()  # the greenhouse counts as a crop
+    planted = shapely.union_all(np.concatenate([st.geometry.values, cr.geometry.values]))
+    false = ~ch.geometry.intersects(planted)
+    assert not false.any(), ch[false]
+    assert ch.confidence.between(0, 1).all()
+    assert np.allclose(ch.area_mu, ch.area_m2 / (10000 / 15))
+    assert (ch.area_m2[ch.kind == "new_structure"] >= 20).all()
+
+
+def test_unchanged_pair_stays_quiet(scene):
+    assert len(detect_changes(scene["before"], scene["same"])) == 0
+
+
+def test_attributes_within_parcels_inventory(scene):
+    red = redlines()
+    parcels = gpd.GeoDataFrame({"parcel_id": ["A", "B"], "district": ["east", "west"], "status": ["signed", "signed"]},
+                               geometry=[shapely.box(X0, Y0, X0 + 400, Y0 + 150), shapely.box(X0, Y0 + 150, X0 + 400, Y0 + 300)],
+                               crs=CRS)
+    inv = structures().iloc[[0]].assign(structure_id="S1", parcel_id="A")
+    ch = detect_changes(scene["before"], scene["after"], within=red.iloc[[0]], parcels=parcels, inventory=inv, buffer=0)
+    # only the western project (x < 200 m) is searched
+    assert len(ch) and (ch.geometry.bounds.maxx <= X0 + 200.5).all()
+    assert set(ch.project_id) == {"P1"}
+    c = ch.geometry.centroid
+    assert (ch.parcel_id == np.where(c.y < Y0 + 150, "A", "B")).all()
+    known = ch[ch.in_inventory]
+    assert len(known) == 1 and known.geometry.intersects(inv.geometry.iloc[0]).all()
+
+
+def test_workers_and_small_blocks_give_the_same_objects(scene):
+    one = detect_changes(scene["before"], scene["after"])
+    # 256 px blocks cut objects; pieces are merged back, and two processes agree
+    two = detect_changes(scene["before"], scene["after"], workers=2, block=256)
+    assert len(one) == len(two)
+    assert abs(one.area_m2.sum() - two.area_m2.sum()) / one.area_m2.sum() < 0.05
+
+
+def test_mask_out_on_after_grid(scene, tmp_path):
+    m = tmp_path / "mask.tif"
+    ch = detect_changes(scene["before"], scene["after"], mask_out=m)
+    with rasterio.open(m) as src, rasterio.open(scene["after"]) as a:
+        assert src.transform == a.transform and src.shape == a.shape
+        mask = src.read(1)
+    assert set(np.unique(mask)) == {0, 1}
+    assert abs(mask.sum() * 0.25 - ch.area_m2.sum()) / ch.area_m2.sum() < 0.1
+
+
+def test_misaligned_before_image(scene, tmp_path):
+    from rasterio.warp import transform_bounds
+    b = transform_bounds(CRS, "EPSG:32649", *BOUNDS)
+    other = ortho(tmp_path / "utm.tif", epoch=1, planted=False, crs="EPSG:32649", resolution=0.7,
+                  bounds=(b[0] - 20, b[1] - 20, b[2] + 20, b[3] + 20))
+    ch = detect_changes(other, scene["after"])
+    assert _matched(ch[ch.kind == "new_structure"], structures()).mean() >= 0.8
+    planted = shapely.union_all(np.concatenate([structures().geometry.values, crops().geometry.values]))
+    assert (~ch.geometry.intersects(planted.buffer(3))).sum() <= 1
+
+
+def test_nodata_is_never_change(scene, tmp_path, caplog):
+    # the before image has no data over its western half: nothing may be reported there
+    p = tmp_path / "holes.tif"
+    with rasterio.open(scene["before"]) as src:
+        prof, data = src.profile, src.read()
+    data[:, :, : data.shape[2] // 2] = 0
+    prof.update(nodata=0)
+    with rasterio.open(p, "w", **prof) as dst:
+        dst.write(data)
+    ch = detect_changes(p, scene["after"])
+    assert len(ch) and (ch.geometry.bounds.minx >= X0 + 200 - 1).all()
+    # a window of nothing but nodata: no changes, and a warning
+    data[:] = 0
+    with rasterio.open(p, "w", **prof) as dst:
+        dst.write(data)
+    with caplog.at_level(logging.WARNING, logger="gis.detect"):
+        assert len(detect_changes(p, scene["after"])) == 0
+    assert "no valid data" in caplog.text
+
+
+def test_dsm_height_gain(scene):
+    ch = detect_changes(scene["before"], scene["after"], dsm_before=scene["dsm_before"], dsm_after=scene["dsm_after"])
+    st = ch[ch.kind == "new_structure"]
+    assert _matched(st, structures()).all()
+    assert (st.confidence > 0.5).all()  # a height gain confirms what the colours say
+    # the other way round the houses are gone: the DSMs alone say so (no spectral demolition)
+    back = detect_changes(scene["after"], scene["before"], dsm_before=scene["dsm_after"], dsm_after=scene["dsm_before"])
+    assert _matched(back[back.kind == "demolished"], structures()).all()
+    assert len(detect_changes(scene["after"], scene["before"])[lambda d: d.kind == "demolished"]) == 0

@@ -1,0 +1,84 @@
+"""gis.imagery: validation errors, dates, alignment onto the after grid, windows."""
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import rasterio
+import shapely
+
+from detect_fixtures import BOUNDS, CRS, X0, Y0, ortho, scene  # noqa: F401 (fixture)
+from gis.errors import BandMismatchError, CorruptRasterError, DSMDateError, MissingCRSError, RasterAlignmentError
+from gis.imagery import open_pair, raster_date, read_window, windows_within
+from gis.synthetic import render_dsm
+
+
+def test_missing_crs(tmp_path, scene):
+    p = tmp_path / "nocrs.tif"
+    with rasterio.open(scene["before"]) as src:
+        prof = src.profile
+        prof.update(crs=None)
+        with rasterio.open(p, "w", **prof) as dst:
+            dst.write(src.read())
+    with pytest.raises(MissingCRSError, match="no CRS"):
+        open_pair(p, scene["after"])
+
+
+def test_no_overlap(tmp_path, scene):
+    far = ortho(tmp_path / "far.tif", epoch=1, planted=False, bounds=(X0 + 5000, Y0, X0 + 5100, Y0 + 100))
+    with pytest.raises(RasterAlignmentError, match="do not overlap"):
+        open_pair(far, scene["after"])
+
+
+def test_band_mismatch_and_band_map(tmp_path, scene):
+    nir = ortho(tmp_path / "nir.tif", epoch=1, planted=False, nir=True)
+    with pytest.raises(BandMismatchError, match="band map"):
+        open_pair(nir, scene["after"])
+    pair = open_pair(nir, scene["after"], band_map={"before": (1, 2, 3), "after": (1, 2, 3)})
+    assert pair.bands_before == (1, 2, 3) and not pair.has_nir
+
+
+def test_truncated_file(tmp_path, scene):
+    p = tmp_path / "cut.tif"
+    data = scene["after"].read_bytes()
+    p.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CorruptRasterError):
+        open_pair(scene["before"], p)
+    (tmp_path / "junk.tif").write_text("not a raster")
+    with pytest.raises(CorruptRasterError, match="cannot read"):
+        open_pair(scene["before"], tmp_path / "junk.tif")
+
+
+def test_dsm_dates(tmp_path, scene):
+    img = ortho(tmp_path / "ortho_2026-11-01.tif", epoch=1, planted=False)
+    assert raster_date(img).isoformat() == "2026-11-01"
+    bad = render_dsm(tmp_path / "dsm.tif", bounds=BOUNDS, resolution=0.5, crs=CRS, seed=5, date="2026-10-01")
+    assert raster_date(bad).isoformat() == "2026-10-01"
+    with pytest.raises(DSMDateError, match="2026-10-01"):
+        open_pair(scene["before"], img, dsm_after=bad)
+    named = render_dsm(tmp_path / "dsm_20261101.tif", bounds=BOUNDS, resolution=0.5, crs=CRS, seed=5)
+    open_pair(scene["before"], img, dsm_after=named)  # same date: accepted
+
+
+def test_other_crs_and_resolution_is_warped_onto_after_grid(tmp_path, scene):
+    # before in UTM 49N at 0.6 m: read through a WarpedVRT on the after grid
+    from rasterio.warp import transform_bounds
+    b = transform_bounds(CRS, "EPSG:32649", *BOUNDS)
+    other = ortho(tmp_path / "utm.tif", epoch=1, planted=False, crs="EPSG:32649", resolution=0.6,
+                  bounds=(b[0] - 30, b[1] - 30, b[2] - 60, b[3] + 30))
+    pair = open_pair(other, scene["after"])
+    wd = read_window(pair, windows_within(pair.grid)[0][0])
+    assert wd.before.shape == wd.after.shape
+    # ground outside the before image is invalid, inside is valid
+    assert 0.6 < wd.valid.mean() < 0.99
+    assert wd.valid[:, 0].mean() > 0.9 and not wd.valid[:, -1].any()
+
+
+def test_windows_only_where_red_lines_are():
+    from gis.imagery import Grid
+    g = Grid(rasterio.crs.CRS.from_user_input(CRS), rasterio.transform.from_origin(X0, Y0 + 5120, 1, 1), 5120, 5120)
+    geoms = [shapely.box(X0 + 100, Y0 + 100, X0 + 200, Y0 + 200)]
+    wins = windows_within(g, geoms, buffer=20, block=1024)
+    assert len(wins) == 1 and wins[0][0].row_off == 4096 and wins[0][0].col_off == 0
+    assert len(windows_within(g, None, block=1024)) == 25
+    edge = [shapely.box(X0 + 1030, Y0 + 100, X0 + 1040, Y0 + 200)]  # buffer reaches block 0
+    assert len(windows_within(g, edge, buffer=20, block=1024)) == 2
