@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,10 +81,14 @@ def _slots(red: gpd.GeoDataFrame, project: str, bounds, n: int) -> list[shapely.
     else:
         zone = shapely.box(*bounds).buffer(-100).difference(red.union_all().buffer(120))
         centre = shapely.box(*bounds).centroid
+    zone = zone.buffer(-10)  # sites are centred on their spot: keep 10 m of room
     xmin, ymin, xmax, ymax = zone.bounds
-    xs, ys = np.meshgrid(np.arange(xmin, xmax, 10.0), np.arange(ymin, ymax, 10.0))
-    pts = shapely.points(xs.ravel(), ys.ravel())
-    pts = pts[shapely.contains(zone, shapely.buffer(pts, 10))]  # sites are centred on their spot
+    step = 10.0 if project else 40.0
+    xs, ys = np.meshgrid(np.arange(xmin, xmax, step), np.arange(ymin, ymax, step))
+    xs, ys = xs.ravel(), ys.ravel()
+    shapely.prepare(zone)
+    inside = shapely.contains_xy(zone, xs, ys)
+    pts = shapely.points(xs[inside], ys[inside])
     pts = pts[np.argsort(shapely.distance(pts, centre), kind="stable")]
     chosen: list[shapely.Point] = []
     for p in pts:  # greedy, a few thousand candidates at most
@@ -116,28 +121,52 @@ def planted(county, epoch: int) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
     return structures, crops
 
 
-def write_demo_epochs(county, out_dir: str | os.PathLike, *, resolution: float = RESOLUTION,
-                      overwrite: bool = True) -> Path:
-    """Render the demo epochs into ``out_dir/imagery`` and write ``out_dir/gis.toml``."""
+def _render_epoch(county, out: Path, k: int, date: dt.date, resolution: float) -> tuple:
     from gis.synthetic import render_dsm, render_orthophoto
 
+    structures, crops = planted(county, k)
+    path = out / "imagery" / f"ortho_{date.isoformat()}.tif"
+    render_orthophoto(path, bounds=county.bounds, resolution=resolution, crs=county.crs,
+                      structures=structures, crops=crops, seed=IMAGE_SEED, date=date)
+    # DSMs (2 m; detection resamples them) let detection see the demolition
+    dsm = out / "imagery" / f"dsm_{date.isoformat()}.tif"
+    render_dsm(dsm, bounds=county.bounds, resolution=2 * resolution, crs=county.crs,
+               structures=structures, seed=IMAGE_SEED, date=date)
+    log.info("rendered %s (%d structures, %d crops)", path, len(structures), len(crops))
+    return date, path, dsm
+
+
+def write_demo_epochs(county, out_dir: str | os.PathLike, *, resolution: float = RESOLUTION,
+                      overwrite: bool = True, workers: int = 1) -> Path:
+    """Render the demo epochs into ``out_dir/imagery`` and write ``out_dir/gis.toml``.
+
+    Epochs are rendered in ``workers`` processes (rendering is single-threaded numpy).
+    """
     out = Path(out_dir)
     (out / "imagery").mkdir(parents=True, exist_ok=True)
-    epochs = []
-    for k, date in enumerate(DEMO_DATES):
-        structures, crops = planted(county, k)
-        path = out / "imagery" / f"ortho_{date.isoformat()}.tif"
-        render_orthophoto(path, bounds=county.bounds, resolution=resolution, crs=county.crs,
-                          structures=structures, crops=crops, seed=IMAGE_SEED, date=date)
-        # DSMs (2 m; detection resamples them) let detection see the demolition
-        dsm = out / "imagery" / f"dsm_{date.isoformat()}.tif"
-        render_dsm(dsm, bounds=county.bounds, resolution=2 * resolution, crs=county.crs,
-                   structures=structures, seed=IMAGE_SEED, date=date)
-        log.info("rendered %s (%d structures, %d crops)", path, len(structures), len(crops))
-        epochs.append((date, path, dsm))
+    county = _Plain(county.redlines, county.parcels, county.previous_parcels, county.inventory,
+                    tuple(county.bounds), str(county.crs))
+    jobs = [(county, out, k, date, resolution) for k, date in enumerate(DEMO_DATES)]
+    if workers > 1:
+        with ProcessPoolExecutor(max_workers=workers) as ex:
+            epochs = list(ex.map(_render_epoch, *zip(*jobs)))
+    else:
+        epochs = [_render_epoch(*j) for j in jobs]
     return init_workspace(out, redlines=county.redlines, parcels=county.parcels,
                           previous_parcels=county.previous_parcels, inventory=county.inventory,
                           epochs=epochs, working_crs=county.crs, overwrite=overwrite)
+
+
+@dataclass(frozen=True)
+class _Plain:
+    """What rendering needs of a DemoCounty, as a picklable value."""
+
+    redlines: Path
+    parcels: Path
+    previous_parcels: Path | None
+    inventory: Path | None
+    bounds: tuple
+    crs: str
 
 
 #: Patrol verdicts recorded after the second run: (site, statuses in order, note).
@@ -174,7 +203,7 @@ def _record_verdicts(ws, store, set_alert, day: dt.date) -> None:
     """Verdicts as patrols would record them, on the alerts at the planted sites."""
     from gis.alerts import overlap_pairs
 
-    county = type("County", (), {"redlines": ws.redlines, "bounds": _bounds(ws), "crs": ws.working_crs})
+    county = _Plain(ws.redlines, ws.parcels, None, None, _bounds(ws), ws.working_crs)
     structures, crops = planted(county, 1)
     sites = pd.concat([structures, crops]).set_index("name")
     alerts = store.alerts()

@@ -121,3 +121,31 @@ def test_maps_and_bulletin_are_written(ws):
     alert_id = open_store(ws / "store.gpkg").alerts()["alert_id"][0]
     assert alert_id in html
     assert (ws / "out" / "bulletin_2026-03-15.html").exists() and (ws / "out" / "figures_2026-03-15.xlsx").exists()
+
+
+def test_demo_epochs_plant_sites_where_the_story_needs_them(tmp_path):
+    from gis.demo import make_demo_county
+    from gis.demo_imagery import DEMO_DATES, SITES, planted, write_demo_epochs
+    from gis.layers import read_redlines
+
+    county = make_demo_county(tmp_path / "demo")
+    red = read_redlines(county.redlines).set_index("project_id")
+    for k in range(3):
+        st, cr = planted(county, k)
+        sites = {**dict(zip(st["name"], st.geometry)), **dict(zip(cr["name"], cr.geometry))}
+        expected = {s.name for s in SITES if s.first <= k <= s.last}
+        assert set(sites) == expected
+        for s in SITES:
+            if s.name in sites:
+                g = sites[s.name]
+                if s.project:
+                    assert g.intersection(red.loc[s.project].geometry).area > 0.6 * g.area, s.name
+                else:
+                    assert not g.intersects(red.union_all()), s.name
+    grown = planted(county, 2)[0].set_index("name").loc["P01 house A"].geometry.area
+    assert grown > 1.2 * planted(county, 1)[0].set_index("name").loc["P01 house A"].geometry.area
+    toml = write_demo_epochs(county, tmp_path / "demo", resolution=20.0)  # coarse: layout only
+    from gis.workspace import load_workspace
+
+    ws = load_workspace(toml.parent)
+    assert [e.date for e in ws.epochs] == list(DEMO_DATES) and all(e.dsm.exists() for e in ws.epochs)
