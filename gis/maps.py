@@ -158,7 +158,13 @@ def clearance_map_html(clearance, *, alerts=None, store_dir=None, orthophoto=Non
         if project is not None:
             name = str(red["name"].iloc[0]) if "name" in red and pd.notna(red["name"].iloc[0]) else ""
             title = f"{name or project} {T['battle']}"
-    legend = _legend_html(parcels, pieces if project is None else None, alerts, T, lang)
+    if project is not None and pieces is not None and len(pieces):
+        # A battle map counts the land inside the project's red line, as its panel does.
+        mine = pieces[pieces["project_id"].astype(str) == project]
+        mu = mine.geometry.area.groupby(mine["status"]).sum() / M2_PER_MU
+    else:
+        mu = parcels.groupby("status")["area_m2"].sum() / M2_PER_MU
+    legend = _legend_html(parcels, mu, alerts, T, lang)
     panel = _panel_html(red, parcels, alerts, T, lang) if project is not None else ""
     return _page(title=title, day=day, T=T, legend=legend, panel=panel, data=data, lang=lang)
 
@@ -224,10 +230,9 @@ def _esc(value: Any) -> str:
     return html.escape("" if value is None else str(value), quote=True)
 
 
-def _legend_html(parcels, pieces, alerts, T, lang) -> str:
+def _legend_html(parcels, mu: pd.Series, alerts, T, lang) -> str:
     labels = mapstyle.status_labels(lang)
     counts = parcels["status"].value_counts()
-    mu = parcels.groupby("status")["area_m2"].sum() / M2_PER_MU
     rows = [f"<div class='gis-legend-title'>{_esc(T['status_legend'])}</div>"]
     for s in STATUSES:
         rows.append(
@@ -318,7 +323,7 @@ def _json_for_script(data: Any) -> str:
 def _page(*, title, day, T, legend, panel, data, lang) -> str:
     css = _leaflet_css() + _asset("map.css").decode()
     leaflet_js = _asset("leaflet", "leaflet.js").decode()
-    map_js = _asset("map.js").decode()
+    map_js = _asset("parcels.js").decode() + "\n" + _asset("map.js").decode()
     search = (f"<div id='gis-search' class='gis-box'><form id='gis-search-form'>"
               f"<input id='gis-search-input' type='search' placeholder='{_esc(T['search'])}'>"
               f"<button type='submit'>{_esc(T['search_btn'])}</button></form>"

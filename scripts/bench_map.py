@@ -86,7 +86,7 @@ def bench(sizes, out_dir: Path, *, repeat: int = 1) -> list[dict]:
             write_clearance_map(clearance, out, alerts=alerts, as_of="2026-11-21")
             write_s = time.perf_counter() - t0
             loads = [browser.open(out, ready="window.gisReady === true") for _ in range(repeat)]
-            drawn = browser.evaluate("window.gisLayers.parcels.getLayers().length")
+            drawn = browser.evaluate("window.gisLayers.parcels.drawn")
             results.append({"parcels": n, "html_mb": round(out.stat().st_size / 1e6, 2),
                             "write_s": round(write_s, 2), "load_s": round(min(loads), 2),
                             "drawn": drawn, "failed_requests": len(browser.failed_requests),

@@ -61,8 +61,8 @@ def test_clearance_map_offline(demo, browser):
     _reset(browser)
     browser.open(out, ready="window.gisReady === true")
     assert browser.evaluate("typeof L === 'object' && window.gisMap instanceof L.Map")
-    n = browser.evaluate("window.gisLayers.parcels.getLayers().length")
-    assert n == len(c.parcels)
+    assert browser.evaluate("window.gisLayers.parcels.count") == len(c.parcels)
+    assert browser.evaluate("window.gisLayers.parcels.drawn") == len(c.parcels)  # all in view
     # parcels were really painted: the canvas has many coloured pixels
     painted = browser.evaluate("""(() => { const cv = document.querySelector('.leaflet-overlay-pane canvas');
         const d = cv.getContext('2d').getImageData(0, 0, cv.width, cv.height).data; let k = 0;
@@ -80,8 +80,9 @@ def test_clearance_map_offline(demo, browser):
 
     # a click on a parcel opens its popup
     pid = str(c.parcels["parcel_id"].iloc[0])
-    browser.evaluate("window.gisMap.setView(window.gisLayers.parcels.getLayers()[0].getBounds().getCenter(), 18, {animate: false}); true")
-    _click_layer(browser, "window.gisLayers.parcels.getLayers()[0]")
+    first = "({getBounds: () => window.gisLayers.parcels.featureBounds(0)})"
+    browser.evaluate(f"window.gisMap.setView({first}.getBounds().getCenter(), 18, {{animate: false}}); true")
+    _click_layer(browser, first)
     text = browser.evaluate("([...document.querySelectorAll('.leaflet-popup-content')].pop() || {}).textContent || ''")
     assert pid in text and "状态" in text
 

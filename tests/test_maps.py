@@ -130,3 +130,12 @@ def test_static_map_without_cjk_font_says_what_to_install(demo, tmp_path, monkey
     with pytest.raises(MissingFontError, match="fonts-noto-cjk"):
         write_static_map(c, tmp_path / "x.png")
     assert not (tmp_path / "x.png").exists()
+
+
+def test_battle_map_legend_counts_land_inside_the_red_line(demo):
+    _, c, _, _, _ = demo
+    page = clearance_map_html(c, project="P03")
+    legend = re.search(r"<div id='gis-legend'.*?</div></div>", page, re.S).group(0)
+    mus = [float(x) for x in re.findall(r"· ([\d.]+) 亩", legend)]
+    total = float(c.projects.loc[c.projects["project_id"] == "P03", "total_mu"].iloc[0])
+    assert sum(mus) == pytest.approx(total, abs=0.5)

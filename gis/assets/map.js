@@ -3,8 +3,8 @@
  * Written for the gis package (gis/maps.py inlines it into each map).
  * Every text that comes from the layers is put into the page with
  * textContent, never innerHTML, so a parcel owner called "<script>..." shows
- * as text. Parcels are drawn on one canvas with one style object per status
- * (no per-feature style function: that is what makes 100k parcels fast).
+ * as text. Parcels are drawn by L.GisParcels (parcels.js): one canvas, one fill
+ * per status (no per-feature style function or object: 100k parcels stay fast).
  */
 (function () {
   'use strict';
@@ -77,7 +77,8 @@
   var bases = {};
   var blank = L.layerGroup();
   if (D.ortho) {
-    var ortho = L.imageOverlay(D.ortho.url, D.ortho.bounds, { interactive: false });
+    map.createPane('gisBase').style.zIndex = 250;  // above tiles, below every overlay
+    var ortho = L.imageOverlay(D.ortho.url, D.ortho.bounds, { interactive: false, pane: 'gisBase' });
     bases[T.ortho + (D.ortho.label ? ' ' + D.ortho.label : '')] = ortho;
     ortho.addTo(map);
   } else {
@@ -86,17 +87,10 @@
   bases[T.blank] = blank;
 
   // --- parcels --------------------------------------------------------------
-  var P = D.parcels, statusStyles = D.statusOrder.map(function (s) {
-    return { renderer: renderer, fillColor: D.statusColours[s], fillOpacity: D.ortho ? 0.6 : 0.8,
-             color: '#5a5a5a', weight: 0.6, opacity: 0.9 };
-  });
-  var parcelShapes = decode(P.geom), parcelLayers = new Array(parcelShapes.length);
-  for (var i = 0; i < parcelShapes.length; i++) {
-    var lyr = L.polygon(parcelShapes[i], statusStyles[P.status[i]]);
-    lyr.gisIndex = i;
-    parcelLayers[i] = lyr;
-  }
-  var parcels = L.featureGroup(parcelLayers);
+  var P = D.parcels;
+  var parcels = new L.GisParcels(P.geom, P.status, D.statusOrder.map(function (s) {
+    return D.statusColours[s];
+  }), { fillOpacity: D.ortho ? 0.6 : 0.8, pane: 'overlayPane' });
   function parcelPopup(i) {
     var c = P.cols, st = D.statusOrder[P.status[i]];
     return popupBox(T.parcel + ' ' + col(c.parcel_id, i), [
@@ -108,8 +102,20 @@
       [T.graves, col(c.graves, i)], [T.special_crops, col(c.special_crops, i)],
       [T.attachments, col(c.attachments, i)]]);
   }
-  parcels.on('click', function (e) {
-    L.popup({ maxWidth: 360 }).setLatLng(e.latlng).setContent(parcelPopup(e.layer.gisIndex)).openOn(map);
+  function openParcel(i, latlng) {
+    var popup = L.popup({ maxWidth: 360 }).setLatLng(latlng).setContent(parcelPopup(i));
+    popup.gisParcel = i;
+    popup.openOn(map);  // closes the previous popup first, which clears the old selection
+    parcels.select(i);
+  }
+  // Clicks that no red line or alert took reach the map: find the parcel under them.
+  map.on('click', function (e) {
+    if (!map.hasLayer(parcels)) return;
+    var i = parcels.hit(e.latlng);
+    if (i >= 0) openParcel(i, e.latlng);
+  });
+  map.on('popupclose', function (e) {
+    if (e.popup.gisParcel !== undefined && e.popup.gisParcel === parcels._selected) parcels.select(-1);
   });
   parcels.addTo(map);
 
@@ -132,8 +138,10 @@
       [T.attachments_left, fmt(col(c.attachments_left, i), 0)], [T.overdue, yesno(col(c.overdue, i))]]);
   }
   for (var j = 0; j < redShapes.length; j++) {
+    // bubblingMouseEvents false: a click on a red line or alert must not also reach
+    // the map, where it would open the parcel underneath instead.
     var rl = L.polygon(redShapes[j], { renderer: renderer, color: D.redlineColour, weight: 2.5,
-                                       fill: false, opacity: 1 });
+                                       fill: false, opacity: 1, bubblingMouseEvents: false });
     rl.gisIndex = j;
     if (D.projectLabels) {
       var tip = document.createElement('span');
@@ -188,7 +196,7 @@
       var open = D.openStatuses.indexOf(st) >= 0;
       var style = { renderer: renderer, fillColor: D.kindColours[kind] || '#888', fillOpacity: open ? 0.85 : 0.35,
                     color: D.alertStatusColours[st] || '#333', weight: open ? 2.5 : 1.5,
-                    dashArray: open ? null : '4 3', opacity: 1 };
+                    dashArray: open ? null : '4 3', opacity: 1, bubblingMouseEvents: false };
       var poly = L.polygon(alertShapes[a], style);
       var dot = L.circleMarker([A.points[2 * a + 1] / 1e6, A.points[2 * a] / 1e6],
                                L.extend({ radius: open ? 7 : 5 }, style));
@@ -254,8 +262,13 @@
     if (!q) return null;
     var k = findIn(R.cols.project_id, redLayers.length, q);
     if (k >= 0) { showLayer(redLayers[k], projectPopup(k)); return 'project'; }
-    k = findIn(P.cols.parcel_id, parcelLayers.length, q);
-    if (k >= 0) { showLayer(parcelLayers[k], parcelPopup(k)); return 'parcel'; }
+    k = findIn(P.cols.parcel_id, parcels.count, q);
+    if (k >= 0) {
+      var bb = parcels.featureBounds(k);
+      map.fitBounds(bb.pad(1.5), { maxZoom: 18, animate: false });  // the parcel and its neighbours
+      openParcel(k, bb.getCenter());
+      return 'parcel';
+    }
     msg.textContent = T.not_found;
     return null;
   };
@@ -267,7 +280,10 @@
   window.gisLayers = { parcels: parcels, redlines: redlines, alerts: alerts };
   // The boxes above waited in a hidden holder, out of the page flow; measure the map again.
   map.invalidateSize(false);
-  map.fitBounds(D.view, { padding: [20, 20] });
+  // Keep the data clear of the legend on the right and the panel on the left.
+  var legendW = document.getElementById('gis-legend').offsetWidth || 0;
+  var panelW = panelEl ? panelEl.offsetWidth : 0;
+  map.fitBounds(D.view, { paddingTopLeft: [20 + panelW, 20], paddingBottomRight: [30 + legendW, 20] });
   // Ready once the canvas has painted the parcels (two animation frames).
   requestAnimationFrame(function () { requestAnimationFrame(function () { window.gisReady = true; }); });
 })();
