@@ -308,7 +308,21 @@ def common_working_crs(sources: list, *, source_crs: Any = None, working_crs: An
 
 def _crs_probe(path: str | os.PathLike, source_crs: Any) -> gpd.GeoDataFrame:
     path = Path(path)
-    if path.suffix.lower() not in (".dxf", ".parquet", ".geoparquet") and path.exists():
+    if path.suffix.lower() in (".parquet", ".geoparquet") and path.exists():
+        import json
+
+        import pyarrow.parquet as pq
+
+        try:  # the CRS and bbox are in the file's "geo" metadata: no need to read the rows
+            geo = json.loads(pq.read_schema(path).metadata[b"geo"])
+            col = geo["columns"][geo["primary_column"]]
+            crs = col.get("crs", "OGC:CRS84") or source_crs
+            b = col.get("bbox") or (0, 0, 0, 0)
+            if crs is not None:
+                return gpd.GeoDataFrame(geometry=[shapely.box(*b[:4])], crs=crs)
+        except Exception:  # fall back to a full read, which names the problem
+            pass
+    elif path.suffix.lower() != ".dxf" and path.exists():
         import pyogrio
 
         try:
