@@ -212,8 +212,13 @@ def _record_verdicts(ws, store, set_alert, day: dt.date) -> None:
         if pairs.empty:
             log.warning("demo: no alert at %s, no verdict recorded", name)
             continue
-        aid = alerts["alert_id"].iloc[int(pairs.sort_values("inter").iloc[-1]["i"])]
-        for st in statuses:
+        k = int(pairs.sort_values("inter").iloc[-1]["i"])
+        aid, current = alerts["alert_id"].iloc[k], alerts["status"].iloc[k]
+        if current != "new" and current not in statuses:
+            continue  # someone else decided already
+        # a re-run of the demo on its own store finds the verdicts recorded: nothing to do
+        todo = statuses[statuses.index(current) + 1:] if current in statuses else statuses
+        for st in todo:
             set_alert(store, aid, status=st, by="巡查队", note=note if st == statuses[-1] else None,
                       today=day)
 

@@ -102,10 +102,8 @@ def _as_date(value: Any, what: str, path: Path) -> dt.date:
 def _rel(path: str | os.PathLike | None, root: Path) -> str:
     if path is None or str(path) == "":
         return ""
-    p = Path(path)
-    if not p.is_absolute():
-        return p.as_posix()
-    return Path(os.path.relpath(p.resolve(), root.resolve())).as_posix()
+    # paths given to init are relative to the current folder, like any path argument
+    return Path(os.path.relpath(Path(path).resolve(), root.resolve())).as_posix()
 
 
 def _q(value: str) -> str:

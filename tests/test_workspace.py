@@ -61,3 +61,13 @@ def test_bad_toml_missing_file_and_bad_values(tmp_path):
                     encoding="utf-8")
     with pytest.raises(WorkspaceError, match="share a survey date"):
         load_workspace(ws_dir)
+
+
+def test_relative_paths_given_to_init_are_relative_to_the_current_folder(tmp_path, monkeypatch):
+    make_workspace(tmp_path / "src")
+    monkeypatch.chdir(tmp_path)
+    init_workspace("ws", redlines="src/layers/redlines.gpkg", parcels="src/layers/parcels.gpkg",
+                   epochs=[("2026-03-15", "src/imagery/2026-03-15.tif")])
+    ws = load_workspace(tmp_path / "ws")
+    assert ws.redlines == (tmp_path / "src/layers/redlines.gpkg").resolve()
+    assert '"../src/layers/parcels.gpkg"' in (tmp_path / "ws/gis.toml").read_text(encoding="utf-8")
