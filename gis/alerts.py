@@ -122,14 +122,15 @@ def attach_context(changes: gpd.GeoDataFrame, *, redlines: gpd.GeoDataFrame | No
     empty = out["parcel_id"] == ""
     if empty.any():
         out.loc[empty, "parcel_id"] = _largest_overlap(geoms[empty.to_numpy()], parcels, "parcel_id")
-    # district: the project's, else the parcel's, else the nearest red line's
+    # district: where the change physically is (the parcel's town office, whose patrol
+    # goes there), else the project's, else the nearest red line's
+    empty = (out["district"] == "").to_numpy()
+    if empty.any() and parcels is not None and "district" in parcels:
+        out.loc[empty, "district"] = _largest_overlap(geoms[empty], parcels, "district")
     if redlines is not None and len(redlines) and "district" in redlines:
         by_project = dict(zip(redlines["project_id"].astype(str), redlines["district"].astype(str)))
         out["district"] = np.where(out["district"] == "", out["project_id"].map(by_project).fillna(""),
                                    out["district"])
-    empty = (out["district"] == "").to_numpy()
-    if empty.any() and parcels is not None and "district" in parcels:
-        out.loc[empty, "district"] = _largest_overlap(geoms[empty], parcels, "district")
     empty = (out["district"] == "").to_numpy()
     if empty.any() and redlines is not None and len(redlines) and "district" in redlines:
         tree = shapely.STRtree(redlines.geometry.values)
@@ -156,18 +157,16 @@ def _adjacent_pairs(ch: gpd.GeoDataFrame, alerts: gpd.GeoDataFrame, distance: fl
 
 def _post_freeze(changes: pd.DataFrame, freeze: Mapping[str, dt.date],
                  epoch_dates: list[dt.date], since: dt.date | None) -> tuple[np.ndarray, np.ndarray]:
-    fdates = changes["project_id"].map(lambda p: freeze.get(p))
-    post = np.zeros(len(changes), dtype=bool)
-    since_col = changes["since"] if "since" in changes else pd.Series([since] * len(changes),
-                                                                       index=changes.index)
-    for k, (f, s, kind) in enumerate(zip(fdates, since_col, changes["kind"])):
-        # one entry per change, but only a dict lookup and a comparison each
-        if f is None or s is None or kind == "demolished":
-            continue
-        base = freeze_baseline(f, epoch_dates)
-        post[k] = base is None or s >= base
-    iso = np.array([f.isoformat() if f is not None else "" for f in fdates], dtype=object)
-    return post, iso
+    """Per change: built after its project's freeze? and that freeze date (ISO or '')."""
+    baseline = {pid: freeze_baseline(f, epoch_dates) for pid, f in freeze.items()}  # per project
+    fdate = pd.to_datetime(changes["project_id"].map(freeze), errors="coerce")
+    base = pd.to_datetime(changes["project_id"].map(baseline), errors="coerce")
+    seen_from = pd.to_datetime(changes["since"] if "since" in changes
+                               else pd.Series(since, index=changes.index), errors="coerce")
+    post = (fdate.notna() & seen_from.notna() & (changes["kind"] != "demolished")
+            & (base.isna() | (seen_from >= base)))
+    iso = fdate.dt.strftime("%Y-%m-%d").fillna("")
+    return post.to_numpy(dtype=bool), iso.to_numpy(dtype=object)
 
 
 def update_alerts(

@@ -79,10 +79,13 @@ def _default_detect() -> Callable[..., gpd.GeoDataFrame]:
 
 
 def _detect_run(ws: Workspace, cur: Epoch, prev: Epoch, redlines: gpd.GeoDataFrame,
-                detect: Callable[..., gpd.GeoDataFrame], workers: int = 1) -> gpd.GeoDataFrame:
+                detect: Callable[..., gpd.GeoDataFrame], workers: int = 1,
+                windows: Callable[[int, int], None] | None = None) -> gpd.GeoDataFrame:
     """Changes since the previous epoch, plus changes since older freeze baselines."""
     # detection keeps its per-kind minimum areas; the workspace minimum is applied to alerts
-    kw = dict(inventory=ws.inventory, parcels=ws.parcels)
+    kw: dict[str, Any] = dict(inventory=ws.inventory, parcels=ws.parcels)
+    if windows is not None:
+        kw["progress"] = windows  # detection reports (windows done, windows in all)
     if workers > 1:
         kw["workers"] = workers
     week = detect(str(prev.ortho), str(cur.ortho), dsm_before=prev.dsm, dsm_after=cur.dsm, **kw)
@@ -132,7 +135,10 @@ def run_weekly(workspace: Workspace | str | os.PathLike, epoch: dt.date | str | 
     workspace's out folder for the map and bulletin; ``workers`` goes to detection.
     """
     ws = workspace if isinstance(workspace, Workspace) else load_workspace(workspace)
-    report: Progress = progress if callable(progress) else (lambda step, done, total: None)
+    # the library never prints: a callable drives the CLI's bar, True only logs the steps
+    report: Progress = progress if callable(progress) else (
+        (lambda step, done, total: log.info("weekly: %s (%d/%d)", step, done, total)) if progress
+        else (lambda step, done, total: None))
     today = today or dt.date.today()
     cur = ws.epoch(epoch)
     prev = ws.previous_epoch(cur)
@@ -150,7 +156,8 @@ def run_weekly(workspace: Workspace | str | os.PathLike, epoch: dt.date | str | 
             changes = _empty_changes(ws.working_crs)
             log.info("epoch %s is the first: it is the baseline, nothing to compare", cur.date)
         else:
-            changes = _detect_run(ws, cur, prev, clear.redlines, detect or _default_detect(), workers)
+            changes = _detect_run(ws, cur, prev, clear.redlines, detect or _default_detect(), workers,
+                                  lambda done, total: report(f"detect {done}/{total}", 2, len(STEPS)))
         report("alerts", next(step), len(STEPS))
         th = ws.thresholds
         with store.transaction(by=by, command="weekly", run_id=run_id) as tx:

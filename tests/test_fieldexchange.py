@@ -19,7 +19,7 @@ from gis.weekly import run_weekly
 @pytest.fixture
 def store(tmp_path):
     root = make_workspace(tmp_path / "ws")
-    ch = changes(("new_structure", spot_in(root, "P01")), ("new_crops", spot_in(root, "P03", 40)),
+    ch = changes(("new_structure", spot_in(root, "P03", 20, dx=-150)), ("new_crops", spot_in(root, "P03", 40)),
                  ("new_structure", spot_in(root, "P05")), ("new_structure", spot_outside(root)))
     run_weekly(root, DATES[1], detect=FakeDetect({DATES[1].isoformat(): ch}), maps=False)
     return open_store(root / "store.gpkg")
@@ -41,7 +41,7 @@ def test_export_writes_a_qgis_friendly_geopackage(store, tmp_path):
     layer = pyogrio.read_dataframe(out, layer="alerts")
     assert {"alert_id", "kind", "area_mu", "project_id", "parcel_id", "status", "chip_before",
             "chip_after", "photo", "exported_at", "export_rev"} <= set(layer.columns)
-    assert set(layer["project_id"]) == {"P01", "P03"} and set(layer["status"]) == {"dispatched"}
+    assert set(layer["project_id"]) == {"P03"} and set(layer["status"]) == {"dispatched"}
     assert all((out.parent / p).exists() for p in layer["chip_before"])
     with contextlib.closing(sqlite3.connect(out)) as con:
         blob = con.execute("SELECT chip_after_img FROM alerts LIMIT 1").fetchone()[0]

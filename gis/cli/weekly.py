@@ -32,7 +32,7 @@ def weekly(workspace, epoch, no_maps, as_json):
       gis weekly --workspace layers/demo --epoch 2026-04-15 --json
     """
     console = Console(stderr=True)
-    with Progress(TextColumn("{task.description:<8}"), BarColumn(), TimeElapsedColumn(),
+    with Progress(TextColumn("{task.description:<14}"), BarColumn(), TimeElapsedColumn(),
                   console=console, transient=True, disable=as_json) as bar:
         task = bar.add_task("weekly", total=6)
 
