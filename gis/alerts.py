@@ -212,7 +212,7 @@ def update_alerts(
 
     result = AlertUpdate(alerts=alerts)
     all_pairs = overlap_pairs(ch.geometry.values, alerts.geometry.values)
-    pairs = all_pairs[all_pairs["ratio"] >= overlap_ratio]
+    pairs = all_pairs[all_pairs["ratio"] >= overlap_ratio].copy()
     status = alerts["status"].to_numpy()
     pairs["open"] = np.isin(status[pairs["j"].to_numpy()], OPEN_STATUSES)
     # an extension built onto an open alert (same kind, touching it, not overlapping
