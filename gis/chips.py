@@ -43,16 +43,20 @@ def _stretch(data: np.ndarray) -> np.ndarray:
 
 def chip_image(src: rasterio.DatasetReader, geometry, crs, *, margin: float = 30.0,
                size: int = 256) -> Image.Image:
-    """An RGB chip of ``src`` around ``geometry`` (in ``crs``) with outline and scale bar."""
-    if crs is not None and src.crs is not None and CRS.from_user_input(crs) != CRS.from_user_input(src.crs):
-        t = Transformer.from_crs(crs, src.crs, always_xy=True)
-        geometry = shapely.transform(geometry, lambda xy: np.column_stack(t.transform(xy[:, 0], xy[:, 1])))
+    """An RGB chip of ``src`` around ``geometry`` (in ``crs``) with outline and scale bar.
+
+    The chip is a square in ``crs`` (metres); imagery in another CRS is read over
+    that square's envelope, which for a chip of a few hundred metres is the same.
+    """
     minx, miny, maxx, maxy = geometry.bounds
     cx, cy = (minx + maxx) / 2, (miny + maxy) / 2
     half = max(maxx - minx, maxy - miny) / 2 + margin  # square chip
     bounds = (cx - half, cy - half, cx + half, cy + half)
-    window = from_bounds(*bounds, transform=src.transform)
-    px = max(1, min(size, int(round(window.width))))
+    read_bounds = bounds
+    if crs is not None and src.crs is not None and CRS.from_user_input(crs) != CRS.from_user_input(src.crs):
+        read_bounds = Transformer.from_crs(crs, src.crs, always_xy=True).transform_bounds(*bounds)
+    window = from_bounds(*read_bounds, transform=src.transform)
+    px = max(1, min(size, int(round(max(window.width, window.height)))))
     bands = [1, 2, 3] if src.count >= 3 else [1]
     data = src.read(bands, window=window, out_shape=(len(bands), px, px), boundless=True, fill_value=0)
     rgb = _stretch(data)

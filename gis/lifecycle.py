@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import geopandas as gpd
+import pandas as pd
 import numpy as np
 
 from gis.atomic import atomic_path
@@ -127,7 +127,7 @@ def apply_verdict(tx: Transaction, alert_id: str, *, status: str, by: str, note:
 
 def set_alert(store: AlertStore, alert_id: str, *, status: str | None = None, by: str,
               note: str | None = None, photos: Iterable[str | os.PathLike] = (),
-              today: dt.date | None = None) -> gpd.GeoSeries:
+              today: dt.date | None = None) -> pd.Series:
     """Record a status/verdict, note and photos for one alert; return the updated alert."""
     if not by or not str(by).strip():
         raise InputError("who set the verdict is required", hint="pass --by NAME")

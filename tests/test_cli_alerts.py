@@ -76,7 +76,8 @@ def test_weekly_list_show_set(ws, tmp_path):
 
 
 def test_export_import_and_lock_through_the_cli(ws, tmp_path):
-    gis("weekly", "--workspace", ws, "--epoch", "2026-03-15", "--no-maps", "--json")
+    summary = json.loads(gis("weekly", "--workspace", ws, "--epoch", "2026-03-15", "--no-maps", "--json").output)
+    assert summary["new_alerts"] == 3 and summary["epoch"] == "2026-03-15" and "waiting" in summary
     out = tmp_path / "patrol.gpkg"
     assert "2 alerts" in gis("alerts", "export", "--workspace", ws, "--district", "高新区", "--out", out).output
 

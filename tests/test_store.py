@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import pytest
-from shapely.geometry import box
 
 import gis.store
 from alertsdata import DATES, FakeDetect, changes, make_workspace, spot_in

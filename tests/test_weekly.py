@@ -149,3 +149,28 @@ def test_demo_epochs_plant_sites_where_the_story_needs_them(tmp_path):
 
     ws = load_workspace(toml.parent)
     assert [e.date for e in ws.epochs] == list(DEMO_DATES) and all(e.dsm.exists() for e in ws.epochs)
+
+
+def test_chip_from_imagery_in_another_crs(tmp_path):
+    """Alerts in the working CRS, imagery in geographic CGCS2000: the chip is still centred."""
+    import rasterio
+    from rasterio.transform import from_origin
+    from shapely.geometry import box as sbox
+
+    from gis.chips import chip_image
+
+    data = np.zeros((3, 200, 200), dtype=np.uint8)
+    data[:, 90:110, 90:110] = 255  # a bright 20 x 20 px roof in the middle
+    res = 1e-5
+    with rasterio.open(tmp_path / "geo.tif", "w", driver="GTiff", width=200, height=200, count=3,
+                       dtype="uint8", crs="EPSG:4490", transform=from_origin(114.0, 30.001, res, res)) as dst:
+        dst.write(data)
+    import pyproj
+
+    t = pyproj.Transformer.from_crs("EPSG:4490", "EPSG:4547", always_xy=True)
+    x0, y0 = t.transform(114.0 + 90 * res, 30.001 - 110 * res)
+    x1, y1 = t.transform(114.0 + 110 * res, 30.001 - 90 * res)
+    with rasterio.open(tmp_path / "geo.tif") as src:
+        img = np.asarray(chip_image(src, sbox(x0, y0, x1, y1), "EPSG:4547", margin=5))
+    centre = img[96:160, 96:160].mean()
+    assert img.shape == (256, 256, 3) and centre > 150 and img[:20, :20].mean() < 60
