@@ -212,6 +212,11 @@ class GeoPackageStore(AlertStore):
             return
         self._acquire(command)
         self._lock_depth = 1
+        # holding the lock, any half-built store beside ours is a killed run's leftover
+        for leftover in self.path.parent.glob(f".{self.path.stem}.*.part.gpkg*"):
+            log.warning("removing %s left by an interrupted run", leftover.name)
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
         try:
             yield
         finally:

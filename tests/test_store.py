@@ -136,6 +136,7 @@ def test_kill_9_mid_run_leaves_the_store_and_refuses_a_concurrent_run(ws, tmp_pa
     assert open_store(path).lock_path.exists()
     summary = run_weekly(ws, DATES[2], detect=FakeDetect(), maps=False)
     assert summary.epoch == DATES[2].isoformat()
+    assert not any(p.name.endswith(".part.gpkg") for p in ws.iterdir())  # the killed run's copy is gone
     assert len(open_store(path).runs()) == 2
 
 
