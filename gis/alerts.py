@@ -24,7 +24,8 @@ inputs changes nothing):
 * ``post_freeze`` is true for new structures/crops in a project whose freeze
   date lies at or before the freeze baseline (the latest epoch dated on or
   before the freeze date) when the change was seen against imagery at or
-  after that baseline: built or planted after the freeze, not compensable.
+  after that baseline: built or planted after the freeze, not compensable
+  (never for structures the detection matched to the inventory survey).
 """
 
 from __future__ import annotations
@@ -209,6 +210,9 @@ def update_alerts(
         ch["confidence"] = np.nan
     if "in_inventory" not in ch:
         ch["in_inventory"] = False
+    ch["in_inventory"] = ch["in_inventory"].fillna(False).astype(bool)
+    # a structure recorded in the inventory survey (摸底) was there at the freeze
+    ch["_post"] &= ~ch["in_inventory"].to_numpy()
 
     result = AlertUpdate(alerts=alerts)
     all_pairs = overlap_pairs(ch.geometry.values, alerts.geometry.values)
@@ -305,7 +309,7 @@ def update_alerts(
             "ref_alert_id": pd.Series(new_i).map(ref_of_change).fillna("").to_numpy(),
             "status_since": run_iso,
             "first_area_m2": sub["area_m2"].to_numpy(), "verdict_area_m2": np.nan, "photos": "",
-            "in_inventory": sub["in_inventory"].fillna(False).astype(bool).to_numpy(), "rev": 0,
+            "in_inventory": sub["in_inventory"].to_numpy(), "rev": 0,
         }, geometry=sub.geometry.values, crs=crs)
         a = pd.concat([a, new], ignore_index=True) if len(a) else new
         for aid, ref in zip(ids, new["ref_alert_id"]):

@@ -182,7 +182,7 @@ class GeoPackageStore(AlertStore):
             return empty_alerts(self.crs)
         try:
             gdf = pyogrio.read_dataframe(self.path, layer="alerts")
-        except pyogrio.errors.DataSourceError as exc:
+        except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError) as exc:
             raise StoreError(f"the alert store cannot be read ({exc})", path=self.path,
                              hint="restore it from a backup; the store is only replaced whole") from None
         gdf = gdf.drop(columns=[c for c in ("fid",) if c in gdf])

@@ -173,3 +173,10 @@ def test_an_extension_built_onto_an_alert_grows_it():
     # crops next to a house are not the house growing
     crops = run(a1.alerts, changes(("new_crops", box(114, 100, 160, 140))), D3, D2)
     assert len(crops.new_ids) == 1
+
+
+def test_inventory_structures_are_not_post_freeze():
+    ch = changes(("new_structure", box(100, 100, 120, 120)), ("new_structure", box(300, 300, 320, 320)))
+    ch["in_inventory"] = [True, False]
+    a = run(empty_alerts(CRS), ch, D2, D1).alerts.sort_values("area_m2")
+    assert a.set_index("in_inventory")["post_freeze"].to_dict() == {True: False, False: True}
