@@ -45,7 +45,8 @@ class DemoCounty:
     inventory: Path
     bounds: tuple[float, float, float, float]
     crs: str = DEMO_CRS
-    as_of: dt.date = dt.date(2026, 11, 21)
+    #: The demo's "today": the last weekly run, three days after the last survey flight.
+    as_of: dt.date = dt.date(2026, 11, 17)
 
 
 def jittered_cadastre(nx: int, ny: int, cell: float, origin=(0.0, 0.0), *, jitter: float = 0.15,
@@ -85,7 +86,7 @@ def _redlines() -> gpd.GeoDataFrame:
         # id, name, type, leader, unit, deadline, funded, freeze_date, geometry
         ("P01", "金沙大道新建工程", "道路", "张建国", "县交通运输局", "2026-09-30", True, "2026-03-01",
          _corridor([p(100, 1500), p(1500, 1560), p(2600, 1450), p(3900, 1520)], 60)),
-        ("P02", "东干渠整治工程", "水利", "李明华", "县水利局", "2027-03-31", True, "2026-05-15",
+        ("P02", "东干渠整治工程", "水利", "李明华", "县水利局", "2027-03-31", True, "2026-11-10",
          _corridor([p(2900, 2950), p(2800, 2300), p(3050, 1800), p(2950, 900), p(3150, 100)], 40)),
         ("P03", "高新技术产业园一期", "产业", "王志强", "高新区管委会", "2026-12-31", True, "2026-04-01",
          shapely.Polygon([p(2200, 1900), p(2850, 1950), p(2800, 2500), p(2150, 2450)])),

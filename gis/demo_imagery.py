@@ -4,11 +4,11 @@
 :mod:`gis.synthetic` (1 m pixels, same background seed, so epochs differ only
 by what is planted here) and writes the demo workspace's ``gis.toml``:
 
-* 2026-02-20: the baseline; a shantytown house in P04 still stands.
-* 2026-04-10: new houses and a greenhouse in P01 (after its 03-01 freeze),
-  a house in P02 (before its 05-15 freeze), crops in P07, a house outside
+* 2026-10-31: the baseline; a shantytown house in P04 still stands.
+* 2026-11-07: new houses and a greenhouse in P01 (after its 03-01 freeze),
+  a house in P02 (before its 11-10 freeze), crops in P07, a house outside
   every red line; the P04 house is demolished.
-* 2026-05-20: a P01 house has grown, new houses in P02 (now after its
+* 2026-11-14: a P01 house has grown, new houses in P02 (now after its
   freeze) and P05, a greenhouse in P03, another house outside red lines.
 
 Each epoch has a 2 m DSM too (so detection also sees the demolition).
@@ -37,7 +37,8 @@ from gis.workspace import init_workspace, load_workspace
 
 log = logging.getLogger(__name__)
 
-DEMO_DATES = (dt.date(2026, 2, 20), dt.date(2026, 4, 10), dt.date(2026, 5, 20))
+#: Weekly survey flights; the last run (three days after the last flight) is the demo's "today".
+DEMO_DATES = (dt.date(2026, 10, 31), dt.date(2026, 11, 7), dt.date(2026, 11, 14))
 RESOLUTION = 1.0
 IMAGE_SEED = 7
 

@@ -258,7 +258,7 @@ def _write_products(ws: Workspace, clear, store, cur: Epoch, prev: Epoch | None,
         out["bulletin"] = str(write_bulletin(clear, folder / f"bulletin_{stamp}.html", alerts=alerts,
                                              store_dir=store.store_dir, xlsx=folder / f"figures_{stamp}.xlsx",
                                              as_of=today, lang=ws.lang,
-                                             period_start=prev.date if prev else None))
+                                             period_start=prev.date + dt.timedelta(days=1) if prev else None))
     return out
 
 
