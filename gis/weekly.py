@@ -236,30 +236,23 @@ def _summary(run_id, cur, prev, changes, up, alerts, clear, th, today) -> Weekly
 
 def _write_products(ws: Workspace, clear, store, cur: Epoch, prev: Epoch | None,
                     today: dt.date, out_dir: str | os.PathLike | None = None) -> dict[str, str]:
-    """Map and bulletin of this week, where the maps/report modules are present."""
-    out: dict[str, str] = {}
+    """Map and bulletin of this week."""
+    from gis.maps import write_clearance_map
+    from gis.report import write_bulletin
+
     folder = Path(out_dir) if out_dir else (ws.out or ws.root / "out")
     folder.mkdir(parents=True, exist_ok=True)
     alerts = store.alerts()
     stamp = cur.date.isoformat()
-    try:
-        from gis.maps import write_clearance_map
-    except ImportError:
-        log.warning("gis.maps is not available: no map written")
-    else:
-        out["map"] = str(write_clearance_map(clear, folder / f"clearance_{stamp}.html", alerts=alerts,
-                                             store_dir=store.store_dir, orthophoto=cur.ortho, lang=ws.lang,
-                                             as_of=today))
-    try:
-        from gis.report import write_bulletin
-    except ImportError:
-        log.warning("gis.report is not available: no bulletin written")
-    else:
-        out["bulletin"] = str(write_bulletin(clear, folder / f"bulletin_{stamp}.html", alerts=alerts,
-                                             store_dir=store.store_dir, xlsx=folder / f"figures_{stamp}.xlsx",
-                                             as_of=today, lang=ws.lang,
-                                             period_start=prev.date + dt.timedelta(days=1) if prev else None))
-    return out
+    return {
+        "map": str(write_clearance_map(clear, folder / f"clearance_{stamp}.html", alerts=alerts,
+                                       store_dir=store.store_dir, orthophoto=cur.ortho, lang=ws.lang,
+                                       as_of=today)),
+        "bulletin": str(write_bulletin(clear, folder / f"bulletin_{stamp}.html", alerts=alerts,
+                                       store_dir=store.store_dir, xlsx=folder / f"figures_{stamp}.xlsx",
+                                       as_of=today, lang=ws.lang,
+                                       period_start=prev.date + dt.timedelta(days=1) if prev else None)),
+    }
 
 
 def format_summary(s: WeeklySummary) -> str:
