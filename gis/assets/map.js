@@ -72,6 +72,7 @@
                            zoomSnap: 0.25 });
   var renderer = L.canvas({ padding: 0.3, tolerance: 2 });
   window.gisMap = map;
+  map.attributionControl.setPrefix('Leaflet');  // credit as text: no link that leaves the offline page
 
   // --- base layers ----------------------------------------------------------
   var bases = {};
