@@ -15,10 +15,13 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import geopandas as gpd
 import numpy as np
 import pandas as pd
@@ -32,7 +35,7 @@ from gis.detect.dsm import height_masks
 from gis.detect.features import SceneStats, compute_features
 from gis.detect.objects import KINDS, MIN_AREA, components, polygonise
 from gis.detect.scene import estimate_stats
-from gis.detect.spectral import building_mask, demolition_mask
+from gis.detect.spectral import building_mask, clean, demolition_mask
 from gis.detect.vegetation import vegetation_mask
 from gis.imagery import ImagePair, open_pair, read_window, windows_within
 from gis.schema import m2_to_mu
@@ -43,6 +46,7 @@ __all__ = ["detect_changes", "WindowTask", "run_window", "COLUMNS"]
 
 COLUMNS = ["kind", "area_m2", "area_mu", "confidence", "project_id", "parcel_id", "in_inventory"]
 SAMPLE_WINDOWS = 24
+GDAL_CACHE_MB = 64
 #: detection works at about this pixel size (m): a 20 m2 house is still 20 pixels,
 #: and there are 4x fewer pixels to process than at 0.5 m
 WORK_RES = 1.0
@@ -78,7 +82,10 @@ def run_window(task: WindowTask) -> WindowResult:
     """Detect changes in one window. Pure function of the task (no shared state)."""
     pair, win, fac = task.pair, task.window, task.factor
     res = pair.grid.res * fac
-    wd = read_window(pair, win, fac)
+    # every block is decoded once: GDAL's block cache (5 % of RAM per process by
+    # default) would only grow each worker's memory
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+        wd = read_window(pair, win, fac)
     valid = wd.valid
     if task.area_wkb is not None:
         area = shapely.from_wkb(task.area_wkb)
@@ -97,8 +104,8 @@ def run_window(task: WindowTask) -> WindowResult:
     masks: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     t = task.stats.building_threshold
     if segments_model:
-        p = clf_mod.segment_probability(model, f, res, pair.has_nir)
-        from gis.detect.spectral import clean
+        # a light blur of the segment probabilities smooths the superpixel staircase
+        p = cv2.GaussianBlur(clf_mod.segment_probability(model, f, res, pair.has_nir), (0, 0), 1.0)
         masks["new_structure"] = (clean(p >= 0.5, 3, 3), p)
     elif model is not None and hasattr(model, "probability"):
         p = model.probability(wd.before, wd.after)
@@ -171,7 +178,8 @@ def _sample(pair: ImagePair, windows: list, n: int, factor: int):
     for i in idx:
         w = windows[i][1]
         w = Window(w.col_off, w.row_off, min(w.width, 512), min(w.height, 512))
-        wd = read_window(pair, w, factor)
+        with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+            wd = read_window(pair, w, factor)
         yield wd.before, wd.after, wd.valid, wd.dsm_before, wd.dsm_after
 
 
@@ -228,9 +236,15 @@ def detect_changes(before, after, *, dsm_before=None, dsm_after=None, within=Non
         zone = shapely.buffer(shapely.union_all(geoms), buffer)
         shapely.prepare(zone)
         t = pair.grid.transform
+        cropped = []
         for i, (w, _) in enumerate(windows):
-            b = rasterio.windows.bounds(w, t)
-            areas[i] = shapely.to_wkb(shapely.intersection(zone, shapely.box(*b)))
+            part = shapely.intersection(zone, shapely.box(*rasterio.windows.bounds(w, t)))
+            areas[i] = shapely.to_wkb(part)
+            # only the part of the block the zone covers is processed (the block is
+            # decoded whole anyway, but features and objects cost by the pixel)
+            cw = _crop(w, part, t, factor)
+            cropped.append((cw, cw))
+        windows = cropped
     mins = dict(MIN_AREA) if min_area is None else {k: float(min_area) for k in KINDS}
     loaded = _load_model(model, pair.has_nir)
     stats = estimate_stats(_sample(pair, windows, SAMPLE_WINDOWS, factor), nir=pair.has_nir,
@@ -244,7 +258,12 @@ def detect_changes(before, after, *, dsm_before=None, dsm_after=None, within=Non
     mask_dst = _open_mask(mask_out, pair) if mask_out is not None else None
     try:
         if workers and workers > 1 and len(tasks) > 1:
-            with ProcessPoolExecutor(max_workers=workers, initializer=_worker_init) as ex:
+            # forkserver, not fork: forking a process whose GDAL/OpenCV thread pools hold
+            # locks can deadlock the children (seen in tests); spawn would re-import all
+            ctx = multiprocessing.get_context("forkserver" if sys.platform.startswith("linux") else "spawn")
+            if ctx.get_start_method() == "forkserver":
+                ctx.set_forkserver_preload(["gis.detect.run"])  # workers start with it imported
+            with ProcessPoolExecutor(max_workers=workers, initializer=_worker_init, mp_context=ctx) as ex:
                 results = ex.map(run_window, tasks, chunksize=1)
                 for i, r in enumerate(results, 1):
                     empty += _collect(r, records, wkbs, mask_dst)
@@ -262,6 +281,24 @@ def detect_changes(before, after, *, dsm_before=None, dsm_after=None, within=Non
         log.warning("%d window(s) hold no valid data in both images (nodata): no changes there", empty)
     out = _merge_edges(_frame(records, wkbs, crs), mins)
     return _attach(out, within_gdf, parcels_gdf, inventory_gdf)
+
+
+def _crop(w: Window, part, transform, factor: int) -> Window:
+    """The sub-window of ``w`` holding ``part``, its offsets and size whole multiples of
+    ``factor`` from the block's corner (so shrunk pixels stay on one lattice)."""
+    if part.is_empty:
+        return w
+    x0, y0, x1, y1 = part.bounds
+    inv = ~transform
+    c0, r0 = inv * (x0, y1)
+    c1, r1 = inv * (x1, y0)
+    c0 = max(w.col_off, w.col_off + int(np.floor((c0 - w.col_off) / factor)) * factor)
+    r0 = max(w.row_off, w.row_off + int(np.floor((r0 - w.row_off) / factor)) * factor)
+    c1 = min(w.col_off + w.width, int(np.ceil(c1)))
+    r1 = min(w.row_off + w.height, int(np.ceil(r1)))
+    if c1 <= c0 or r1 <= r0:
+        return w
+    return Window(c0, r0, c1 - c0, r1 - r0)
 
 
 def _worker_init() -> None:
