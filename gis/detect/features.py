@@ -25,6 +25,12 @@ import numpy as np
 
 __all__ = ["SceneStats", "compute_features", "FEATURE_NAMES", "feature_stack"]
 
+#: Lab colour change (units) at which the change cue reaches tanh(1) = 0.76
+CHANGE_SCALE = 15.0
+#: how much a roof-like before image lowers the building score (grey soil looks
+#: roof-like too, so not all the way)
+ROOF_BEFORE_WEIGHT = 0.7
+
 
 @dataclass
 class SceneStats:
@@ -95,7 +101,7 @@ def compute_features(before: np.ndarray, after: np.ndarray, stats: SceneStats, *
     veg_a, veg_b = _blur(_veg(before, nir), s15), _blur(_veg(after, nir), s15)
     roof_a = _roof(sat_a, veg_a, lab_a[..., 1], lab_a[..., 2], nir)
     roof_b = _roof(sat_b, veg_b, lab_b[..., 1], lab_b[..., 2], nir)
-    change = np.tanh(dmag / 15)
+    change = np.tanh(dmag / CHANGE_SCALE)
     f = {
         "dmag": dmag,
         "roof_a": roof_a,
@@ -103,9 +109,9 @@ def compute_features(before: np.ndarray, after: np.ndarray, stats: SceneStats, *
         "veg_a": veg_a,
         "veg_b": veg_b,
         # building appeared: roof-like now, not before, and the colour changed
-        "building": roof_b * np.clip(1 - 0.7 * roof_a, 0, 1) * change,
+        "building": roof_b * np.clip(1 - ROOF_BEFORE_WEIGHT * roof_a, 0, 1) * change,
         # building gone: the mirror image
-        "demolition": roof_a * np.clip(1 - 0.7 * roof_b, 0, 1) * change,
+        "demolition": roof_a * np.clip(1 - ROOF_BEFORE_WEIGHT * roof_b, 0, 1) * change,
         "veg_gain": veg_b - veg_a,
     }
     if full:

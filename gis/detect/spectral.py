@@ -41,7 +41,27 @@ def building_mask(f: dict, stats: SceneStats, res: float) -> tuple[np.ndarray, n
     that a 2 m-wide strip is dropped whatever the resolution."""
     score = f["building"]
     m = clean(score > stats.building_threshold, _kernel_px(2.5, res), _kernel_px(2.5, res))
-    return m, score
+    return hysteresis(m, score, min(HYSTERESIS_CAP, HYSTERESIS * stats.building_threshold)), score
+
+
+#: an object must hold at least one pixel scoring this many times the threshold
+#: (chosen by looking at the LEVIR samples: 1.0 -> 7.3 false alarms per tile,
+#: 1.6 -> 5.7, 2.0 -> 4.4, object recall 0.58 -> 0.57)
+HYSTERESIS = 2.0
+#: ... but never more than this: a busy scene raises the threshold (Otsu), and a grey
+#: roof on grey soil scores only ~0.6
+HYSTERESIS_CAP = 0.6
+
+
+def hysteresis(mask: np.ndarray, score: np.ndarray, high: float) -> np.ndarray:
+    """Keep the components of ``mask`` that contain a pixel scoring above ``high``:
+    weak evidence may extend an object, but cannot make one on its own."""
+    if not mask.any() or high <= 0:
+        return mask
+    n, lab = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+    strong = np.bincount(lab[score > high], minlength=n) > 0
+    strong[0] = False
+    return strong[lab]
 
 
 def demolition_mask(f: dict, stats: SceneStats, res: float) -> tuple[np.ndarray, np.ndarray]:
