@@ -72,7 +72,7 @@ class Grid:
 
     @property
     def bounds(self) -> tuple[float, float, float, float]:
-        return rasterio.transform.array_bounds(self.height, self.width, self.transform)[::1]
+        return rasterio.transform.array_bounds(self.height, self.width, self.transform)
 
 
 @dataclass(frozen=True)

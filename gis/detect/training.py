@@ -22,7 +22,9 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import rasterio
+import shapely
 from rasterio.features import rasterize
+from rasterio.windows import Window, from_bounds
 
 from gis.detect import classifier as C
 from gis.detect.features import compute_features, feature_stack
@@ -130,19 +132,30 @@ def train_from_alerts(alerts, before, after, *, layer: str | None = "alerts", se
                          hint="record more verdicts (false_alarm and illegal/legal), then train again")
     pair = open_pair(before, after)
     gdf = gdf.to_crs(pair.grid.crs)
+    inside = gdf.intersects(shapely.box(*pair.grid.bounds)).to_numpy()
+    if not inside.all():
+        log.warning("%d alert(s) lie outside the images and are skipped", int((~inside).sum()))
+        gdf, y = gdf[inside], y[inside]
+    k = _factor(pair.grid.res)
+    res = pair.grid.res * k
+    # scene statistics as detection computes them (same sample of blocks), so the
+    # features seen in training are the ones the detector will show the model
+    from gis.detect.run import GDAL_CACHE_MB, SAMPLE_WINDOWS, _sample
+    from gis.imagery import windows_within
+    blocks = windows_within(pair.grid, gdf.geometry.values, buffer=0.0, block=512)
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+        stats = estimate_stats(_sample(pair, blocks, SAMPLE_WINDOWS, k), nir=pair.has_nir, res=res)
     rows = []
-    from rasterio.windows import from_bounds
-    for i, geom in enumerate(gdf.geometry.values):
+    for geom in gdf.geometry.values:
         # the alert plus 32 px of context, so blurred features see the surroundings
-        pad = 32 * pair.grid.res
+        pad = 32 * res
         x0, y0, x1, y1 = geom.bounds
-        win = from_bounds(x0 - pad, y0 - pad, x1 + pad, y1 + pad, pair.grid.transform).round_offsets().round_lengths()
-        win = win.intersection(rasterio.windows.Window(0, 0, pair.grid.width, pair.grid.height))
-        k = _factor(pair.grid.res)
+        win = from_bounds(x0 - pad, y0 - pad, x1 + pad, y1 + pad, pair.grid.transform)
+        win = win.round_offsets().round_lengths().intersection(Window(0, 0, pair.grid.width, pair.grid.height))
         wd = read_window(pair, win, k)
-        stats = estimate_stats([(wd.before, wd.after, wd.valid)], nir=pair.has_nir, res=pair.grid.res * k)
-        f = compute_features(wd.before, wd.after, stats, nir=pair.has_nir, full=True, res=pair.grid.res * k)
+        f = compute_features(wd.before, wd.after, stats, nir=pair.has_nir, full=True, res=res)
         lab = rasterize([(geom, 1)], out_shape=wd.valid.shape, transform=wd.transform, fill=0, dtype="int32")
+        lab[~wd.valid] = 0
         rows.append(C.region_features(feature_stack(f), lab, 2)[1])
     X = np.stack(rows)
     log.info("training on %d verdicts (%d real changes)", len(y), int(y.sum()))
