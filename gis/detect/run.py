@@ -272,10 +272,13 @@ def detect_changes(before, after, *, dsm_before=None, dsm_after=None, within=Non
             for i, t in enumerate(tasks, 1):
                 empty += _collect(run_window(t), records, wkbs, mask_dst)
                 step(i)
-    finally:
+    except BaseException:
         if mask_dst is not None:
             mask_dst.close()
-    if mask_out is not None:
+            Path(mask_dst.name).unlink(missing_ok=True)  # no half-written mask is left
+        raise
+    if mask_dst is not None:
+        mask_dst.close()
         Path(mask_dst.name).replace(mask_out)
     if empty:
         log.warning("%d window(s) hold no valid data in both images (nodata): no changes there", empty)
