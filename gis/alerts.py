@@ -210,7 +210,7 @@ def update_alerts(
         ch["confidence"] = np.nan
     if "in_inventory" not in ch:
         ch["in_inventory"] = False
-    ch["in_inventory"] = ch["in_inventory"].fillna(False).astype(bool)
+    ch["in_inventory"] = ch["in_inventory"].astype("boolean").fillna(False).astype(bool)
     # a structure recorded in the inventory survey (摸底) was there at the freeze
     ch["_post"] &= ~ch["in_inventory"].to_numpy()
 

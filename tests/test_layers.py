@@ -65,8 +65,7 @@ def test_chinese_headers_and_statuses(tmp_path):
 def test_missing_crs_is_named_and_fixed_by_crs_option(tmp_path, name):
     # A Shapefile without .prj has no CRS; a GeoJSON without one is read as
     # WGS 84 although its coordinates are metres: both are a missing CRS.
-    gdf = _parcels()
-    gdf.crs = None
+    gdf = _parcels().set_crs(None, allow_override=True)
     path = tmp_path / name
     with pytest.warns(UserWarning, match="crs"):
         gdf.to_file(path)
