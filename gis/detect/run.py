@@ -224,7 +224,10 @@ def detect_changes(before, after, *, dsm_before=None, dsm_after=None, within=Non
     ``work_res``: pixel size (m) detection works at; finer imagery is area-averaged.
     """
     pair = open_pair(before, after, dsm_before, dsm_after, band_map)
+    loaded = _load_model(model, pair.has_nir)
     factor = max(1, int(work_res / pair.grid.res + 1e-6))
+    if loaded is not None and hasattr(loaded, "probability"):
+        factor = 1  # a user's ONNX model sees the imagery at the resolution it was trained on
     crs = pair.grid.crs
     within_gdf = _layer(within, crs, "read_redlines")
     parcels_gdf = _layer(parcels, crs, "read_parcels")
@@ -246,7 +249,6 @@ def detect_changes(before, after, *, dsm_before=None, dsm_after=None, within=Non
             cropped.append((cw, cw))
         windows = cropped
     mins = dict(MIN_AREA) if min_area is None else {k: float(min_area) for k in KINDS}
-    loaded = _load_model(model, pair.has_nir)
     stats = estimate_stats(_sample(pair, windows, SAMPLE_WINDOWS, factor), nir=pair.has_nir,
                            res=pair.grid.res * factor) \
         if windows else SceneStats()
