@@ -22,18 +22,20 @@ KIND_CODES = {k: i + 1 for i, k in enumerate(KINDS)}
 #: default minimum areas (m2) per kind
 MIN_AREA = {"new_structure": 20.0, "new_crops": 100.0, "demolished": 20.0, "other": 20.0}
 #: a bright, unvegetated new object this large is a greenhouse (a crop), not a house
-GREENHOUSE_BRIGHTNESS = 195.0
+GREENHOUSE_BRIGHTNESS = 175.0  # mean of R, G, B on the 0-255 scale: white plastic
 GREENHOUSE_MIN_AREA = 150.0
 
 
 def components(masks: dict[str, tuple[np.ndarray, np.ndarray]], *, res: float,
                core: tuple[int, int, int, int], min_area: dict[str, float],
-               brightness: np.ndarray | None = None):
+               brightness: np.ndarray | None = None, tall: np.ndarray | None = None):
     """Label each kind's mask. Returns (labels int32 image, records list).
 
     ``masks``: kind -> (bool mask, confidence map in [0, 1]); earlier kinds win
     where masks overlap. ``core``: (row0, col0, row1, col1) in window pixels.
     Records: dicts with id, kind, confidence, area_m2 (pixel count x area).
+    ``brightness`` (after image, 0-255) and ``tall`` (DSM height gain, if any) let
+    large bright new objects that did not rise be labelled greenhouses (new_crops).
     """
     shape = next(iter(masks.values()))[0].shape
     labels = np.zeros(shape, np.int32)
@@ -63,6 +65,9 @@ def components(masks: dict[str, tuple[np.ndarray, np.ndarray]], *, res: float,
         bright = None
         if brightness is not None and kind == "new_structure":
             bright = np.bincount(flat, weights=brightness.ravel(), minlength=n) / np.maximum(st[:, cv2.CC_STAT_AREA], 1)
+            if tall is not None:  # a DSM saw it rise: a building, however bright
+                rose = np.bincount(flat, weights=tall.ravel().astype(np.float64), minlength=n)
+                bright = np.where(rose > 0.3 * st[:, cv2.CC_STAT_AREA], 0, bright)
         ids = np.flatnonzero(keep)
         remap = np.zeros(n, np.int32)
         remap[ids] = np.arange(next_id, next_id + len(ids))

@@ -113,6 +113,7 @@ def run_window(task: WindowTask) -> WindowResult:
     else:
         m, s = building_mask(f, task.stats, res)
         masks["new_structure"] = (m, np.clip(s / (2 * t), 0, 1))
+    gain = None
     if wd.dsm_before is not None and wd.dsm_after is not None:
         gain, loss, hs = height_masks(wd.dsm_before, wd.dsm_after, f, task.stats, res, pair.has_nir)
         m0, c0 = masks["new_structure"]
@@ -127,7 +128,7 @@ def run_window(task: WindowTask) -> WindowResult:
     masks["new_crops"] = vegetation_mask(f, task.stats, res, pair.has_nir)
     masks = {k: (m & valid, c) for k, (m, c) in masks.items()}
     labels, records = components(masks, res=res, core=core, min_area=task.min_area,
-                                 brightness=wd.after[:3].mean(0))
+                                 brightness=wd.after[:3].mean(0), tall=gain)
     if objects_model and records:
         n = labels.max() + 1
         p = clf_mod.object_probability(model, f, labels, n, pair.has_nir)
