@@ -118,11 +118,14 @@ def train_from_alerts(alerts, before, after, *, layer: str | None = "alerts", se
     from gis.imagery import open_pair, read_window
 
     gdf = gpd.read_file(alerts, layer=layer) if not isinstance(alerts, gpd.GeoDataFrame) else alerts
-    col = "verdict" if "verdict" in gdf.columns else ("status" if "status" in gdf.columns else None)
-    if col is None:
+    cols = [c for c in ("verdict", "status") if c in gdf.columns]
+    if not cols:
         raise InputError("alerts layer has neither a verdict nor a status column", path=alerts, layer=layer,
                          hint="use the alert store (store.gpkg) or add a verdict column")
-    v = gdf[col].fillna("").astype(str)
+    # the verdict where one is recorded, else the status (which carries it in the store)
+    v = gdf[cols[0]].fillna("").astype(str).str.strip()
+    if len(cols) == 2:
+        v = v.where(v != "", gdf["status"].fillna("").astype(str).str.strip())
     y_all = np.where(v.isin(REAL), 1, np.where(v.isin(FALSE), 0, -1))
     gdf = gdf[y_all >= 0]
     y = y_all[y_all >= 0].astype(np.uint8)
