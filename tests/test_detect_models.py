@@ -60,7 +60,9 @@ def test_train_from_verdicts_drops_false_alarms(scene, tmp_path):
     fakes = [shapely.box(X0 + x, Y0 + y, X0 + x + 12, Y0 + y + 12) for x, y in
              [(150, 100), (250, 200), (350, 120), (100, 20), (20, 280), (380, 280)]]
     alerts = gpd.GeoDataFrame(
-        {"verdict": ["illegal"] * len(real) + ["false_alarm"] * len(fakes)},
+        # the store keeps the verdict in `status` when `verdict` is blank; both are read
+        {"verdict": ["illegal"] * len(real) + [""] * len(fakes),
+         "status": ["illegal"] * len(real) + ["false_alarm"] * len(fakes)},
         geometry=list(real.geometry) + fakes, crs=real.crs)
     p = tmp_path / "alerts.gpkg"
     alerts.to_file(p, layer="alerts")
