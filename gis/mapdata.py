@@ -117,7 +117,8 @@ def data_uri(path: str | Path) -> str:
 def orthophoto_overlay(path: str | Path, *, max_size: int = 2048, quality: int = 80) -> dict[str, Any]:
     """The orthophoto warped to Web Mercator and downsampled, as a JPEG data URI.
 
-    Returns {url, bounds: [[south, west], [north, east]]}. Warping to EPSG:3857
+    Returns {url, bounds: [[south, west], [north, east]], date}: ``date`` is the
+    file's ACQUISITION_DATE tag ('' if none). Warping to EPSG:3857
     is what makes a Leaflet image overlay sit exactly on the parcels.
     """
     import rasterio
@@ -138,6 +139,7 @@ def orthophoto_overlay(path: str | Path, *, max_size: int = 2048, quality: int =
                 bands = list(range(1, min(3, vrt.count) + 1))
                 data = vrt.read(bands, out_shape=(len(bands), h, w), resampling=Resampling.average)
                 west, south, east, north = transform_bounds(vrt.crs, "EPSG:4326", *vrt.bounds)
+            date = src.tags().get("ACQUISITION_DATE", "") or src.tags().get("TIFFTAG_DATETIME", "")
     except rasterio.errors.RasterioIOError as exc:
         raise CorruptRasterError(f"cannot read orthophoto: {exc}", path=path,
                                  hint="check that the file is a complete GeoTIFF") from exc
@@ -147,7 +149,7 @@ def orthophoto_overlay(path: str | Path, *, max_size: int = 2048, quality: int =
     buf = io.BytesIO()
     Image.fromarray(np.moveaxis(img, 0, -1)).save(buf, format="JPEG", quality=quality)
     url = "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
-    return {"url": url, "bounds": [[south, west], [north, east]]}
+    return {"url": url, "bounds": [[south, west], [north, east]], "date": str(date)[:10]}
 
 
 def _to_uint8(data: np.ndarray) -> np.ndarray:

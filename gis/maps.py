@@ -150,7 +150,7 @@ def clearance_map_html(clearance, *, alerts=None, store_dir=None, orthophoto=Non
     }
     if orthophoto is not None:
         data["ortho"] = mapdata.orthophoto_overlay(orthophoto)
-        data["ortho"]["label"] = orthophoto_label or Path(orthophoto).stem
+        data["ortho"]["label"] = orthophoto_label or data["ortho"].pop("date") or Path(orthophoto).stem
 
     day = _date_text(as_of)
     if title is None:

@@ -39,7 +39,7 @@ def build(folder: Path):
     from gis.synthetic import render_orthophoto
 
     ortho = render_orthophoto(folder / "ortho_2026-11-21.tif", bounds=county.bounds, resolution=5.0,
-                              crs=county.crs, seed=3)
+                              crs=county.crs, seed=3, date=AS_OF)
     return county, c, alerts, store_dir, ortho
 
 

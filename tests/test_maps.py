@@ -63,6 +63,7 @@ def test_map_is_self_contained_and_escaped(demo, tmp_path):
     assert len(data["alerts"]["chips"]) == len(alerts)
     assert all(ch.startswith("data:image/png;base64,") for pair in data["alerts"]["chips"] for ch in pair)
     assert data["ortho"]["url"].startswith("data:image/jpeg;base64,")
+    assert data["ortho"]["label"] == "2026-11-21"  # from the GeoTIFF's ACQUISITION_DATE tag
     owners = data["parcels"]["cols"]["owner_type"]
     values = owners["k"] if isinstance(owners, dict) else owners
     assert mapsdata.SCRIPT in values  # the text survives, as data
