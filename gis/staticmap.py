@@ -77,7 +77,7 @@ def write_static_map(clearance, out_png, *, alerts=None, project=None, lang: str
         focus = redlines[ids == str(project)]
         xmin, ymin, xmax, ymax = focus.total_bounds
         pad = 0.12 * max(xmax - xmin, ymax - ymin)
-        xmin, ymin, xmax, ymax = xmin - pad, ymin - pad, xmax + pad, ymax + pad
+        xmin, ymin, xmax, ymax = _fit_aspect(xmin - pad, ymin - pad, xmax + pad, ymax + pad)
         parcels = parcels.cx[xmin:xmax, ymin:ymax]
         if alerts is not None:
             alerts = alerts.to_crs(redlines.crs).cx[xmin:xmax, ymin:ymax]
@@ -85,7 +85,8 @@ def write_static_map(clearance, out_png, *, alerts=None, project=None, lang: str
             name = focus["name"].iloc[0] if "name" in focus and pd.notna(focus["name"].iloc[0]) else project
             title = f"{name} {T['battle']}"
     else:
-        xmin, ymin, xmax, ymax = parcels.total_bounds if len(parcels) else redlines.total_bounds
+        xmin, ymin, xmax, ymax = _fit_aspect(*(parcels.total_bounds if len(parcels)
+                                               else redlines.total_bounds))
         focus = None
     title = title or T["title"]
 
@@ -111,8 +112,9 @@ def write_static_map(clearance, out_png, *, alerts=None, project=None, lang: str
             edge = a["status"].map(mapstyle.ALERT_STATUS_COLOURS).fillna("#333333")
             a.plot(ax=ax, color=fill.tolist(), edgecolor=edge.tolist(), linewidth=1.2)
             pts = a.geometry.representative_point()
-            ax.scatter(pts.x, pts.y, s=30, c=fill.tolist(), edgecolors=edge.tolist(), linewidths=1.2,
-                       zorder=5)
+            # Dots above the project labels: an alert must never hide behind a name.
+            ax.scatter(pts.x, pts.y, s=55, c=fill.tolist(), edgecolors=edge.tolist(), linewidths=1.6,
+                       zorder=6)
         _project_labels(ax, redlines if focus is None else focus, (xmin, xmax, ymin, ymax))
         ax.set_xlim(xmin, xmax)
         ax.set_ylim(ymin, ymax)
@@ -152,6 +154,21 @@ def write_static_map(clearance, out_png, *, alerts=None, project=None, lang: str
     return Path(out_png)
 
 
+#: Width / height of the map frame on the A4 landscape page (axes 0.78 x 0.88 of 11.69 x 8.27 in).
+FRAME_ASPECT = (0.78 * 11.69) / (0.88 * 8.27)
+
+
+def _fit_aspect(xmin, ymin, xmax, ymax, aspect: float = FRAME_ASPECT):
+    """Grow a box about its centre to the frame's shape, so a long road fills the page."""
+    w, h = max(xmax - xmin, 1.0), max(ymax - ymin, 1.0)
+    if w / h < aspect:
+        w = h * aspect
+    else:
+        h = w / aspect
+    cx, cy = (xmin + xmax) / 2, (ymin + ymax) / 2
+    return cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2
+
+
 def _status_mu(clearance, parcels, project) -> pd.Series:
     """Mu per status: inside the project's red line for a battle map, else whole parcels."""
     pieces = getattr(clearance, "pieces", None)
@@ -175,7 +192,7 @@ def _project_labels(ax, red: gpd.GeoDataFrame, view) -> None:
     for (x, y), name in zip(zip(pts.x, pts.y), red.get("name", red["project_id"])):
         text = str(name) if pd.notna(name) and str(name) else ""
         ax.annotate(text, (x, y), ha="center", va="center", fontsize=8, color="#8b0000",
-                    fontweight="bold", annotation_clip=True,
+                    fontweight="bold", annotation_clip=True, zorder=4,
                     bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "#e31a1c", "alpha": 0.8})
 
 
