@@ -102,9 +102,16 @@ def columns(df: pd.DataFrame, names: list[str]) -> dict[str, Any]:
     return {n: encode_column(df[n]) for n in names if n in df.columns}
 
 
-def data_uri(path: str | Path) -> str:
-    """A small file (chip, icon) as a data: URI; '' when it does not exist."""
+def data_uri(path: str | Path, *, root: str | Path | None = None) -> str:
+    """A small image file (chip) as a data: URI; '' when it does not exist.
+
+    With ``root``, a path that leads outside it (``../``) is refused: chip
+    paths come from the alert store and must stay in the store's folder.
+    """
     p = Path(path)
+    if root is not None and not p.resolve().is_relative_to(Path(root).resolve()):
+        log.warning("chip %s is outside the store folder %s; left out", p, root)
+        return ""
     if not p.is_file():
         log.warning("chip %s not found; popup shows no image", p)
         return ""

@@ -193,6 +193,10 @@ def _parcel_table(parcels: gpd.GeoDataFrame, pieces) -> gpd.GeoDataFrame:
 
 
 def _alert_data(alerts: gpd.GeoDataFrame, store_dir, simplify: float) -> dict[str, Any]:
+    missing = alerts.geometry.isna() | alerts.geometry.is_empty
+    if missing.any():
+        log.warning("%d alerts without geometry are left off the map", int(missing.sum()))
+        alerts = alerts[~missing]
     pts = gpd.GeoSeries(shapely.point_on_surface(np.asarray(alerts.geometry.values)),
                         crs=alerts.crs).to_crs(4326)
     xy = np.rint(shapely.get_coordinates(np.asarray(pts.values)) * mapdata.QUANTUM).astype(np.int64)
@@ -203,7 +207,7 @@ def _alert_data(alerts: gpd.GeoDataFrame, store_dir, simplify: float) -> dict[st
         pair = []
         for rel in (before, after):
             ok = root is not None and isinstance(rel, str) and rel
-            pair.append(mapdata.data_uri(root / rel) if ok else "")
+            pair.append(mapdata.data_uri(root / rel, root=root) if ok else "")
         chips.append(pair)
     return {"geom": mapdata.encode_polygons(alerts, simplify=min(simplify, 0.1)),
             "points": xy.ravel().tolist(), "cols": mapdata.columns(alerts, ALERT_COLUMNS),

@@ -75,10 +75,22 @@ TEXT = {
 }
 
 
+EXTRA_HEADERS_EN = {"rank": "Rank", "list": "List", "projects": "Projects",
+                    "projects_progressed": "Projects with progress", "progressed": "Progress this period",
+                    "area_m2": "Area (m²)", "area_mu": "Area (mu)", "status_since": "Status since",
+                    "waiting_days": "Days waiting", "total": "Total", "figure": "Figure", "value": "Value",
+                    "parcel_id": "Parcel"}
+
+
 def headers(lang: str) -> dict[str, str]:
+    """Column name -> header people read."""
     if lang == "zh":
         return {**FIGURE_HEADERS_ZH, **EXTRA_HEADERS_ZH}
-    return {}
+    en = mapstyle.LABELS["en"]
+    names = set(FIGURE_HEADERS_ZH) | set(EXTRA_HEADERS_ZH)
+    out = {c: en.get(c, c.replace("_", " ").capitalize()) for c in names}
+    out.update({c: f"{en[c]} (mu)" for c in ("total_mu", "acquired_mu", "delivered_mu")})
+    return {**out, **EXTRA_HEADERS_EN}
 
 
 def bulletin_tables(clearance, *, alerts=None, as_of=None, period_start=None,

@@ -140,3 +140,14 @@ def test_battle_map_legend_counts_land_inside_the_red_line(demo):
     mus = [float(x) for x in re.findall(r"· ([\d.]+) 亩", legend)]
     total = float(c.projects.loc[c.projects["project_id"] == "P03", "total_mu"].iloc[0])
     assert sum(mus) == pytest.approx(total, abs=0.5)
+
+
+def test_chip_paths_cannot_leave_the_store(demo, tmp_path):
+    _, c, alerts, store_dir, _ = demo
+    outside = store_dir.parent / "outside.png"
+    outside.write_bytes((store_dir / alerts["chip_before"].iloc[0]).read_bytes())
+    a = alerts.head(2).copy()
+    a["chip_before"] = "../outside.png"
+    data = _data(clearance_map_html(c, alerts=a, store_dir=store_dir))
+    assert [pair[0] for pair in data["alerts"]["chips"]] == ["", ""]
+    assert all(pair[1].startswith("data:image/png") for pair in data["alerts"]["chips"])
