@@ -161,3 +161,16 @@ def test_bench_script_runs_small(tmp_path):
     assert results[0]["drawn"] == 300
     assert results[0]["failed_requests"] == 0 and results[0]["external_requests"] == 0
     assert results[0]["html_mb"] > 0
+
+
+def test_the_checks_themselves_catch_requests_and_dialogs(tmp_path, browser):
+    """The offline guard and the dialog trap work, so the clean results above mean something."""
+    page = tmp_path / "bad.html"
+    page.write_text("<html><body><img src='http://example.invalid/x.png'>"
+                    "<script>alert('boom'); window.done = 1;</script></body></html>", encoding="utf-8")
+    _reset(browser)
+    browser.open(page, ready="window.done === 1")
+    time.sleep(0.3)
+    assert browser.external_requests == ["http://example.invalid/x.png"]
+    assert browser.failed_requests and browser.dialogs == ["boom"]
+    _reset(browser)
