@@ -95,31 +95,31 @@ class Browser:
         self._profile = tempfile.mkdtemp(prefix="gis-chromium-")
         to_child_r, self._to_child = os.pipe()
         self._from_child, from_child_w = os.pipe()
-
-        # close_fds=False: the child keeps only inheritable fds, and Python's own are
-        # not (PEP 446); fds 3 and 4 made by dup2 are, which is what Chromium needs.
-        def _fds() -> None:  # runs in the child: the protocol lives on fds 3 and 4
-            # Move both ends above 4 first, so one dup2 cannot clobber the other.
-            high_r = fcntl.fcntl(to_child_r, fcntl.F_DUPFD, 10)
-            high_w = fcntl.fcntl(from_child_w, fcntl.F_DUPFD, 10)
-            os.dup2(high_r, 3)
-            os.dup2(high_w, 4)
-            os.close(high_r)
-            os.close(high_w)
-
-        args = [
-            self.executable, "--headless", "--no-sandbox", "--disable-gpu",
+        # The child's ends move above fd 9 (close-on-exec) so that the shell's
+        # "3<&R 4>&W" cannot clobber one with the other. A shell does the renaming
+        # rather than a preexec_fn, which is unsafe when the caller has threads. bash,
+        # not sh: dash cannot name file descriptors above 9.
+        r = fcntl.fcntl(to_child_r, fcntl.F_DUPFD_CLOEXEC, 10)
+        w = fcntl.fcntl(from_child_w, fcntl.F_DUPFD_CLOEXEC, 10)
+        for fd in (to_child_r, from_child_w):
+            os.close(fd)
+        flags = [
+            "--headless", "--no-sandbox", "--disable-gpu",
             "--disable-background-networking", "--disable-component-update", "--disable-sync",
             "--no-first-run", "--no-default-browser-check", "--disable-extensions",
             "--mute-audio", "--hide-scrollbars", "--allow-file-access-from-files",
             f"--user-data-dir={self._profile}", f"--window-size={self.width},{self.height}",
             "--remote-debugging-pipe", "about:blank",
         ]
-        self._proc = subprocess.Popen(args, preexec_fn=_fds, close_fds=False,
-                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.DEVNULL)
-        os.close(to_child_r)
-        os.close(from_child_w)
+        script = f'exec "$0" "$@" 3<&{r} 4>&{w} {r}<&- {w}>&-'
+        try:
+            self._proc = subprocess.Popen([shutil.which("bash") or "/bin/bash", "-c", script,
+                                           self.executable, *flags],
+                                          pass_fds=(r, w), stdin=subprocess.DEVNULL,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        finally:
+            os.close(r)
+            os.close(w)
         self._alive = True
         threading.Thread(target=self._reader, daemon=True).start()
         target = self.send("Target.createTarget", {"url": "about:blank"}, session=False)
