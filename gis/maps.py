@@ -294,8 +294,10 @@ def _panel_html(red, parcels, alerts, T, lang) -> str:
     if alerts is not None:
         open_n = int(alerts["status"].isin(mapstyle.OPEN_ALERT_STATUSES).sum()) if len(alerts) else 0
         rows += [(T["alerts_total"], len(alerts)), (T["alerts_open"], open_n)]
-    body = "".join(f"<tr><th>{_esc(k)}</th><td>{_esc(v)}</td></tr>" for k, v in rows if v != "")
-    overdue = " overdue" if bool(row.get("overdue", False) is True) else ""
+    body = "".join(f"<tr{' class=late' if k == T['overdue'] else ''}><th>{_esc(k)}</th><td>{_esc(v)}</td></tr>"
+                   for k, v in rows if v != "")
+    late = row.get("overdue", False)
+    overdue = " overdue" if late is not None and late is not pd.NA and bool(late) else ""
     return (f"<div id='gis-panel' class='gis-box{overdue}'><h3>{_esc(T['figures'])}: {_esc(get('name'))}</h3>"
             f"<table class='gis-popup-table'>{body}</table></div>")
 

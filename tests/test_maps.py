@@ -151,3 +151,11 @@ def test_chip_paths_cannot_leave_the_store(demo, tmp_path):
     data = _data(clearance_map_html(c, alerts=a, store_dir=store_dir))
     assert [pair[0] for pair in data["alerts"]["chips"]] == ["", ""]
     assert all(pair[1].startswith("data:image/png") for pair in data["alerts"]["chips"])
+
+
+def test_battle_map_panel_marks_an_overdue_project(demo):
+    _, c, _, _, _ = demo
+    late = c.projects.loc[c.projects["overdue"].astype(bool), "project_id"].iloc[0]
+    on_time = c.projects.loc[~c.projects["overdue"].astype(bool), "project_id"].iloc[0]
+    assert "class='gis-box overdue'" in clearance_map_html(c, project=late)
+    assert "class='gis-box overdue'" not in clearance_map_html(c, project=on_time)
