@@ -101,3 +101,13 @@ def test_cli_map_and_report_on_a_workspace(demo, tmp_path):
     assert r.exit_code == 0, r.output
     assert "Weekly bulletin" in (tmp_path / "b.html").read_text(encoding="utf-8")
     assert (tmp_path / "b.xlsx").exists()
+
+    # without --lang the workspace's own language applies
+    ws_en = tmp_path / "ws_en"
+    init_workspace(ws_en, redlines=county.redlines, parcels=county.parcels, lang="en",
+                   epochs=[(dt.date(2026, 11, 21), ortho)])
+    r = CliRunner().invoke(main, ["report", "--workspace", str(ws_en), "--out", str(tmp_path / "en.html")])
+    assert r.exit_code == 0, r.output
+    assert "Weekly bulletin" in (tmp_path / "en.html").read_text(encoding="utf-8")
+    r = CliRunner().invoke(main, ["report", "--workspace", str(ws), "--out", str(tmp_path / "zh.html")])
+    assert "周通报" in (tmp_path / "zh.html").read_text(encoding="utf-8")

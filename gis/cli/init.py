@@ -52,5 +52,5 @@ def init(directory, redlines, parcels, previous_parcels, inventory, epochs, free
         freeze[pid] = date
     path = init_workspace(directory, redlines=redlines, parcels=parcels, previous_parcels=previous_parcels,
                           inventory=inventory, epochs=[_epoch(e) for e in epochs], freeze_dates=freeze,
-                          working_crs=working_crs, lang=lang, overwrite=force)
+                          working_crs=working_crs, lang=lang or "zh", overwrite=force)
     click.echo(f"wrote {path}: edit it, then run `gis weekly --workspace {directory}`")

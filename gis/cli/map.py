@@ -52,6 +52,7 @@ def map_command(workspace, out, png, project, no_ortho, as_of, lang):
     if out is None and png is None:
         raise click.UsageError("give --out (HTML) and/or --png")
     ws, c, alerts, epoch, day = load_for_maps(workspace, as_of.date() if as_of else None)
+    lang = lang or ws.lang or "zh"
     if out is not None:
         ortho = None if no_ortho or epoch is None else epoch.ortho
         write_clearance_map(c, out, alerts=alerts, store_dir=ws.store_dir, orthophoto=ortho,

@@ -21,7 +21,6 @@ working_crs_option = click.option(
 lang_option = click.option(
     "--lang",
     type=click.Choice(["zh", "en"]),
-    default="zh",
-    show_default=True,
-    help="Language of labels people read.",
+    default=None,
+    help="Language of labels people read (default: the workspace's `lang`, else zh).",
 )

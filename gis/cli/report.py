@@ -31,6 +31,7 @@ def report(workspace, out, xlsx, as_of, since, lang):
     from gis.report import write_bulletin
 
     ws, c, alerts, _, day = load_for_maps(workspace, as_of.date() if as_of else None)
+    lang = lang or ws.lang or "zh"
     write_bulletin(c, out, alerts=alerts, store_dir=ws.store_dir, xlsx=xlsx, as_of=day, lang=lang,
                    period_start=since.date() if since else None)
     click.echo(f"wrote {out}" + (f" and {xlsx}" if xlsx else ""))
