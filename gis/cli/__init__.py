@@ -35,19 +35,10 @@ def main(verbose: int, quiet: bool) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
 
-# Commands register here, one module each.
-from gis.cli import check, overlay, demo  # noqa: E402
+# Commands register here, one module each (`gis --help` lists them alphabetically).
+from gis.cli import alerts, check, demo, detect, init, model, overlay, report, weekly  # noqa: E402
+from gis.cli import map as map_  # noqa: E402  (``map`` would shadow the builtin)
 
-main.add_command(check.check)
-main.add_command(overlay.overlay)
-main.add_command(demo.demo)
-from gis.cli import map as map_cli, report as report_cli  # noqa: E402
-main.add_command(map_cli.map_command)
-main.add_command(report_cli.report)
-from gis.cli import alerts as alerts_cli, init as init_cli, weekly as weekly_cli  # noqa: E402
-main.add_command(init_cli.init)
-main.add_command(alerts_cli.alerts)
-main.add_command(weekly_cli.weekly)
-from gis.cli import detect as detect_cli, model as model_cli  # noqa: E402
-main.add_command(detect_cli.detect)
-main.add_command(model_cli.model)
+for command in (check.check, overlay.overlay, detect.detect, model.model, init.init, weekly.weekly,
+                alerts.alerts, map_.map_command, report.report, demo.demo):
+    main.add_command(command)
