@@ -149,7 +149,6 @@ def import_field(store: AlertStore, patrol: str | os.PathLike, *, by: str | None
     cur = current.loc[rows["alert_id"]].reset_index()
     rows["photo"] = rows["photo"].str.replace("\\", "/")
     field_photos = rows["photo"].map(lambda s: [p.strip() for p in s.split(";") if p.strip()])
-    exp_photos = rows["photos"].map(lambda s: [p for p in str(s).split(";") if p])
     field_changed = ((rows["status"] != rows["status_exp"]) | (rows["note"] != rows["note_exp"])
                      | (field_photos.map(len) > 0)).to_numpy()
     store_changed = (cur["rev"].to_numpy() != pd.to_numeric(rows["rev"]).to_numpy())

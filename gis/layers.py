@@ -29,6 +29,7 @@ from pyproj import CRS
 
 from gis import errors
 from gis.crs import choose_working_crs, parse_crs
+from gis.geometry import POLYGONAL, is_valid_threaded, polygonal
 from gis.schema import SCHEMAS, STATUS_ALIASES, STATUSES, LayerSchema
 
 log = logging.getLogger(__name__)
@@ -510,8 +511,8 @@ def _check_geometry(gdf: gpd.GeoDataFrame, schema: LayerSchema, report: LayerRep
             ids=gdf.loc[empty, idc].tolist(),
             hint="draw the missing shapes or delete these features", error=errors.EmptyGeometryError))
     types = shapely.get_type_id(geoms)
-    polygonal = np.isin(types, (3, 6))  # Polygon, MultiPolygon
-    wrong = ~polygonal & ~empty
+    is_poly = np.isin(types, POLYGONAL)
+    wrong = ~is_poly & ~empty
     if wrong.any():
         names = sorted({shapely.geometry.base.GEOMETRY_TYPES[t] for t in types[wrong]})
         report.problems.append(Problem(
@@ -520,13 +521,13 @@ def _check_geometry(gdf: gpd.GeoDataFrame, schema: LayerSchema, report: LayerRep
             hint="close the outlines into polygons (in CAD: closed polylines) or remove these features",
             error=errors.GeometryTypeError))
 
-    check = polygonal & ~empty
+    check = is_poly & ~empty
     invalid = np.zeros(len(geoms), dtype=bool)
-    invalid[check] = ~_is_valid_threaded(geoms[check])
+    invalid[check] = ~is_valid_threaded(geoms[check])
     if invalid.any():
         reasons = shapely.is_valid_reason(geoms[invalid])
         fixed = shapely.make_valid(geoms[invalid])
-        fixed = np.array([_polygonal_part(g) for g in fixed], dtype=object)  # few: only repaired ones
+        fixed = polygonal(fixed)
         lost = shapely.is_empty(fixed)
         for fid, reason, gone in zip(gdf.loc[invalid, idc], reasons, lost):
             report.repairs.append({
@@ -541,26 +542,3 @@ def _check_geometry(gdf: gpd.GeoDataFrame, schema: LayerSchema, report: LayerRep
         geoms[invalid] = fixed
     gdf = gdf.set_geometry(gpd.GeoSeries(geoms, index=gdf.index, crs=gdf.crs))
     return gdf
-
-
-def _is_valid_threaded(geoms: np.ndarray) -> np.ndarray:
-    """shapely.is_valid on all cores (shapely releases the GIL)."""
-    n = min(os.cpu_count() or 1, 8)
-    if n == 1 or len(geoms) < 50_000:
-        return shapely.is_valid(geoms)
-    from concurrent.futures import ThreadPoolExecutor
-
-    chunks = np.array_split(geoms, n)
-    with ThreadPoolExecutor(n) as pool:
-        return np.concatenate(list(pool.map(shapely.is_valid, chunks)))
-
-
-def _polygonal_part(geom):
-    """The polygonal part of a make_valid result (drops stray lines and points)."""
-    if geom is None or shapely.get_type_id(geom) in (3, 6):
-        return geom
-    parts = shapely.get_parts(geom)
-    polys = parts[np.isin(shapely.get_type_id(parts), (3, 6))]
-    if len(polys) == 0:
-        return shapely.Polygon()
-    return shapely.union_all(polys)

@@ -25,6 +25,7 @@ import geopandas as gpd
 import numpy as np
 import shapely
 
+from gis.geometry import polygonal
 from gis.schema import m2_to_mu
 
 #: Columns of the ``parcel_pieces`` layer, in order.
@@ -95,7 +96,7 @@ def overlay_parcels(
     area[cross] = shapely.area(pieces[cross])
     keep = area > 0  # parcels that only touch a red line give no land
     r_idx, p_idx, pieces, inside, area = r_idx[keep], p_idx[keep], pieces[keep], inside[keep], area[keep]
-    pieces[~inside] = _polygonal(pieces[~inside])
+    pieces[~inside] = polygonal(pieces[~inside])  # edge-sharing pieces can carry a stray line
 
     order = np.lexsort((p_idx, r_idx))
     r_idx, p_idx, pieces, inside, area = r_idx[order], p_idx[order], pieces[order], inside[order], area[order]
@@ -116,25 +117,6 @@ def overlay_parcels(
         crs=parcels.crs,
     )
     return out
-
-
-def _polygonal(geoms: np.ndarray) -> np.ndarray:
-    """Keep only the polygonal part of intersection results.
-
-    A parcel sharing an edge with the red line can come back as a
-    GeometryCollection holding the piece and a stray line; the line has no
-    area but would make the output layer mixed-type.
-    """
-    types = shapely.get_type_id(geoms)
-    odd = ~np.isin(types, (3, 6))
-    if odd.any():
-        fixed = []
-        for g in geoms[odd]:  # rare: only edge-sharing pieces
-            parts = shapely.get_parts(g)
-            fixed.append(shapely.union_all(parts[np.isin(shapely.get_type_id(parts), (3, 6))]))
-        geoms = geoms.copy()
-        geoms[odd] = fixed
-    return geoms
 
 
 def parcel_inside_area(pieces: gpd.GeoDataFrame, n_parcels: int) -> np.ndarray:
