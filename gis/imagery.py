@@ -26,7 +26,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import re
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,7 +54,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "Grid", "ImagePair", "WindowData", "open_pair", "read_window", "windows_within",
-    "raster_date", "check_raster",
+    "raster_date", "check_raster", "close_datasets",
 ]
 
 _DATE_RE = re.compile(r"(?<!\d)(19|20)(\d{2})[-_]?(0[1-9]|1[0-2])[-_]?(0[1-9]|[12]\d|3[01])(?!\d)")
@@ -222,30 +225,67 @@ def _shrink(data: np.ndarray, mask: np.ndarray, factor: int):
     return np.stack(bands).astype(np.float32), m
 
 
+#: open datasets kept per thread (rasterio datasets are not thread-safe); opening a
+#: large tiled GeoTIFF reads its header and tile index, which cost as much as
+#: decoding a third of a 512 px tile when it was paid again for every window
+_OPEN = threading.local()
+_MAX_OPEN = 8
+
+
+def _dataset(path, grid: Grid, resampling):
+    """The open dataset to read ``path`` on ``grid``: the file itself when it is on the
+    grid, else a WarpedVRT onto it (its alpha band marks ground outside the source,
+    even without a nodata value). Kept open for the next window; a rewritten file
+    (new mtime or size) is opened again."""
+    cache = getattr(_OPEN, "cache", None)
+    if cache is None:
+        cache = _OPEN.cache = OrderedDict()
+    st = os.stat(path)
+    key = (str(path), st.st_mtime_ns, st.st_size, grid, resampling)
+    entry = cache.get(key)
+    if entry is not None:
+        cache.move_to_end(key)
+        return entry[-1]
+    src = rasterio.open(path)
+    if _on_grid(src, grid):
+        entry = (src,)
+    else:
+        entry = (src, WarpedVRT(src, crs=grid.crs, transform=grid.transform, width=grid.width,
+                                height=grid.height, resampling=resampling, add_alpha=src.nodata is None))
+    cache[key] = entry
+    while len(cache) > _MAX_OPEN:
+        for ds in reversed(cache.popitem(last=False)[1]):
+            ds.close()
+    return entry[-1]
+
+
+def close_datasets() -> None:
+    """Close the datasets this thread keeps open (see :func:`read_window`)."""
+    cache = getattr(_OPEN, "cache", None)
+    while cache:
+        for ds in reversed(cache.popitem(last=False)[1]):
+            ds.close()
+
+
 def _read(path, grid: Grid, window: Window, bands, resampling, factor: int = 1):
     """Bands and validity mask of ``path`` in ``window`` of ``grid`` (warped if needed),
     shrunk by ``factor``."""
-    with rasterio.open(path) as src:
-        if _on_grid(src, grid):
-            data = src.read(list(bands), window=window, boundless=False)
-            if all(MaskFlags.all_valid in f for f in src.mask_flag_enums):
-                # no nodata, no mask band: asking GDAL would cost as much as the read
-                mask = np.full(data.shape[1:], 255, np.uint8)
-            else:
-                mask = src.dataset_mask(window=window)
-            return _shrink(data, mask, factor)
-        # alpha band marks ground outside the source, even without a nodata value
-        with WarpedVRT(src, crs=grid.crs, transform=grid.transform, width=grid.width,
-                       height=grid.height, resampling=resampling,
-                       add_alpha=src.nodata is None) as vrt:
-            data = vrt.read(list(bands), window=window)
-            mask = vrt.dataset_mask(window=window)
-            return _shrink(data, mask, factor)
+    src = _dataset(path, grid, resampling)
+    data = src.read(list(bands), window=window)
+    if all(MaskFlags.all_valid in f for f in src.mask_flag_enums):
+        # no nodata, no mask band: asking GDAL would cost as much as the read
+        mask = np.full(data.shape[1:], 255, np.uint8)
+    else:
+        mask = src.dataset_mask(window=window)
+    return _shrink(data, mask, factor)
 
 
 def read_window(pair: ImagePair, window: Window, factor: int = 1) -> WindowData:
     """Read both images (and DSMs) in one window of the after grid, shrunk by ``factor``
-    (pixel area averaging: detection works at ~1 m, decoding at full resolution)."""
+    (pixel area averaging: detection works at ~1 m, decoding at full resolution).
+
+    The files stay open in this thread for the next window (a task per window
+    would otherwise reopen them every time); :func:`close_datasets` closes them."""
     g = pair.grid
     after, ma = _read(pair.after, g, window, pair.bands_after, Resampling.nearest, factor)
     before, mb = _read(pair.before, g, window, pair.bands_before, Resampling.bilinear, factor)

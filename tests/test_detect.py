@@ -4,6 +4,7 @@ import logging
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import pytest
 import rasterio
 import shapely
@@ -61,6 +62,30 @@ def test_workers_and_small_blocks_give_the_same_objects(scene):
     two = detect_changes(scene["before"], scene["after"], workers=2, block=256)
     assert len(one) == len(two)
     assert abs(one.area_m2.sum() - two.area_m2.sum()) / one.area_m2.sum() < 0.05
+
+
+def test_parallel_run_is_identical_to_sequential(scene):
+    # sampled windows run in this process, the rest in worker chunks: the output must
+    # not depend on who ran what (same rows, same order, same geometry)
+    red = redlines()
+    done = []
+    one = detect_changes(scene["before"], scene["after"], within=red, block=128)
+    two = detect_changes(scene["before"], scene["after"], within=red, block=128, workers=2,
+                         progress=lambda i, n: done.append((i, n)))
+    assert len(one) > 0 and len(done) == done[-1][1] > 24  # more windows than the sample
+    pd.testing.assert_frame_equal(one.drop(columns="geometry"), two.drop(columns="geometry"))
+    assert one.geometry.geom_equals_exact(two.geometry, 1e-9).all()
+
+
+def test_otsu_matches_scikit_image():
+    from skimage.filters import threshold_otsu as reference
+
+    from gis.detect.scene import threshold_otsu
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        x = np.concatenate([rng.normal(0.1, 0.05, rng.integers(200, 5000)),
+                            rng.normal(rng.uniform(0.2, 0.9), 0.1, rng.integers(20, 2000))]).astype(np.float32)
+        assert threshold_otsu(x) == float(reference(x))
 
 
 def test_mask_out_on_after_grid(scene, tmp_path):

@@ -8,7 +8,7 @@ import shapely
 
 from detect_fixtures import BOUNDS, CRS, X0, Y0, ortho, scene  # noqa: F401 (fixture)
 from gis.errors import BandMismatchError, CorruptRasterError, DSMDateError, MissingCRSError, RasterAlignmentError
-from gis.imagery import open_pair, raster_date, read_window, windows_within
+from gis.imagery import close_datasets, open_pair, raster_date, read_window, windows_within
 from gis.synthetic import render_dsm
 
 
@@ -71,6 +71,27 @@ def test_other_crs_and_resolution_is_warped_onto_after_grid(tmp_path, scene):
     # ground outside the before image is invalid, inside is valid
     assert 0.6 < wd.valid.mean() < 0.99
     assert wd.valid[:, 0].mean() > 0.9 and not wd.valid[:, -1].any()
+
+
+def test_open_files_are_reused_and_a_rewritten_file_is_read_again(tmp_path, scene):
+    import gis.imagery as im
+    p = tmp_path / "b.tif"
+    with rasterio.open(scene["before"]) as src:
+        prof, data = src.profile, src.read()
+    with rasterio.open(p, "w", **prof) as dst:
+        dst.write(data)
+    close_datasets()  # files other tests read
+    pair = open_pair(p, scene["after"])
+    win = windows_within(pair.grid)[0][0]
+    first = read_window(pair, win)
+    read_window(pair, win)
+    assert len(im._OPEN.cache) == 2  # before and after, opened once for both reads
+    with rasterio.open(p, "w", **prof) as dst:
+        dst.write(255 - data)
+    again = read_window(pair, win)
+    assert np.allclose(again.before, 255 - first.before)
+    close_datasets()
+    assert not im._OPEN.cache
 
 
 def test_windows_only_where_red_lines_are():

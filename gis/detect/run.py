@@ -5,7 +5,8 @@
    merged afterwards) that intersect the red lines plus
    the buffer are listed; nothing else is read.
 3. Scene statistics (radiometric matching, thresholds) come from a sample of
-   up to 12 windows spread over that list (:mod:`gis.detect.scene`).
+   up to 24 windows spread over that list (:mod:`gis.detect.scene`); those
+   windows are not decoded again.
 4. Each window is an independent :class:`WindowTask` run by :func:`run_window`,
    a plain picklable function of plain data: ``workers`` > 1 maps it over a
    process pool; a Dask cluster could map the same function.
@@ -17,14 +18,14 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import sys
+import threading
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
-import geopandas as gpd
 import numpy as np
-import pandas as pd
 import rasterio
 import shapely
 from rasterio.features import rasterize
@@ -37,8 +38,20 @@ from gis.detect.objects import KINDS, MIN_AREA, components, polygonise
 from gis.detect.scene import estimate_stats
 from gis.detect.spectral import building_mask, clean, demolition_mask
 from gis.detect.vegetation import vegetation_mask
-from gis.imagery import ImagePair, open_pair, read_window, windows_within
+from gis.imagery import (
+    ImagePair,
+    WindowData,
+    close_datasets,
+    open_pair,
+    read_window,
+    windows_within,
+)
 from gis.schema import m2_to_mu
+
+if TYPE_CHECKING:  # imported where used: worker processes only run windows, and
+    # geopandas + pandas would add ~0.3 s to every worker pool's start
+    import geopandas as gpd
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -76,16 +89,21 @@ class WindowResult:
     core: Window
     mask: np.ndarray | None = None
     empty: bool = False
+    index: int = 0  # the task's
 
 
-def run_window(task: WindowTask) -> WindowResult:
-    """Detect changes in one window. Pure function of the task (no shared state)."""
+def run_window(task: WindowTask, data: WindowData | None = None) -> WindowResult:
+    """Detect changes in one window. Pure function of the task (no shared state);
+    ``data``: the window already read (by the scene sample), else it is read here."""
     pair, win, fac = task.pair, task.window, task.factor
     res = pair.grid.res * fac
-    # every block is decoded once: GDAL's block cache (5 % of RAM per process by
-    # default) would only grow each worker's memory
-    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
-        wd = read_window(pair, win, fac)
+    if data is not None:
+        wd = data
+    else:
+        # every block is decoded once: GDAL's block cache (5 % of RAM per process by
+        # default) would only grow each worker's memory
+        with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+            wd = read_window(pair, win, fac)
     valid = wd.valid
     if task.area_wkb is not None:
         area = shapely.from_wkb(task.area_wkb)
@@ -95,7 +113,7 @@ def run_window(task: WindowTask) -> WindowResult:
         task.core.row_off - win.row_off, task.core.col_off - win.col_off,
         task.core.row_off - win.row_off + task.core.height, task.core.col_off - win.col_off + task.core.width))
     if not wd.valid.any():
-        return WindowResult([], [], task.core, None, empty=True)
+        return WindowResult([], [], task.core, None, empty=True, index=task.index)
     model = task.model
     segments_model = isinstance(model, dict) and model["mode"] == "segments"
     objects_model = isinstance(model, dict) and model["mode"] == "objects"
@@ -155,11 +173,13 @@ def run_window(task: WindowTask) -> WindowResult:
         mask = (labels[r0:r1, c0:c1] > 0).astype(np.uint8)
         if fac > 1:  # back to the full grid
             mask = np.repeat(np.repeat(mask, fac, 0), fac, 1)[:task.core.height, :task.core.width]
-    return WindowResult(out, geoms, task.core, mask)
+    return WindowResult(out, geoms, task.core, mask, index=task.index)
 
 
 def _layer(value, crs, reader: str):
     """A GeoDataFrame (or path, read with gis.layers) in ``crs``; None stays None."""
+    import geopandas as gpd
+
     if value is None:
         return None
     if not isinstance(value, gpd.GeoDataFrame):
@@ -172,15 +192,18 @@ def _layer(value, crs, reader: str):
     return value.to_crs(crs) if value.crs != crs else value
 
 
-def _sample(pair: ImagePair, windows: list, n: int, factor: int):
+def _sample(pair: ImagePair, windows: list, n: int, factor: int, keep: dict | None = None):
     """Up to ``n`` windows spread over the list; only the first 512 x 512 px of each is
-    read (one tile of a tiled file), which is plenty for statistics."""
+    read (one tile of a tiled file), which is plenty for statistics. A sampled window
+    read whole is put in ``keep`` (index -> WindowData), so it is not decoded twice."""
     idx = np.unique(np.linspace(0, len(windows) - 1, min(n, len(windows))).round().astype(int))
-    for i in idx:
+    for i in idx.tolist():
         w = windows[i][1]
         w = Window(w.col_off, w.row_off, min(w.width, 512), min(w.height, 512))
         with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
             wd = read_window(pair, w, factor)
+        if keep is not None and w == windows[i][0]:
+            keep[i] = wd
         yield wd.before, wd.after, wd.valid, wd.dsm_before, wd.dsm_after
 
 
@@ -224,6 +247,20 @@ def detect_changes(before, after, *, dsm_before=None, dsm_after=None, within=Non
     ``model``: a ``gis model train`` joblib file or an ``.onnx`` change model.
     ``work_res``: pixel size (m) detection works at; finer imagery is area-averaged.
     """
+    # the worker processes start (forkserver, each importing this module: ~1 s) while
+    # this process validates the images and samples the scene
+    pool = _Pool(workers) if workers and workers > 1 else None
+    try:
+        return _detect(pool, before, after, dsm_before, dsm_after, within, inventory, parcels, model,
+                       min_area, buffer, mask_out, progress, band_map, block, work_res)
+    finally:
+        if pool is not None:
+            pool.close()
+        close_datasets()
+
+
+def _detect(pool, before, after, dsm_before, dsm_after, within, inventory, parcels, model, min_area,
+            buffer, mask_out, progress, band_map, block, work_res) -> gpd.GeoDataFrame:
     pair = open_pair(before, after, dsm_before, dsm_after, band_map)
     loaded = _load_model(model, pair.has_nir)
     factor = max(1, int(work_res / pair.grid.res + 1e-6))
@@ -243,37 +280,53 @@ def detect_changes(before, after, *, dsm_before=None, dsm_after=None, within=Non
         cropped = []
         for i, (w, _) in enumerate(windows):
             part = shapely.intersection(zone, shapely.box(*rasterio.windows.bounds(w, t)))
-            areas[i] = shapely.to_wkb(part)
             # only the part of the block the zone covers is processed (the block is
             # decoded whole anyway, but features and objects cost by the pixel)
             cw = _crop(w, part, t, factor)
             cropped.append((cw, cw))
+            # a zone covering the whole (shrunk) pixel grid of the window leaves every
+            # pixel in: no need to rasterize it there
+            full = Window(cw.col_off, cw.row_off, -(-cw.width // factor) * factor, -(-cw.height // factor) * factor)
+            if not shapely.covers(part, shapely.box(*rasterio.windows.bounds(full, t))):
+                areas[i] = shapely.to_wkb(part)
         windows = cropped
     mins = dict(MIN_AREA) if min_area is None else {k: float(min_area) for k in KINDS}
-    stats = estimate_stats(_sample(pair, windows, SAMPLE_WINDOWS, factor), nir=pair.has_nir,
+    sampled: dict[int, WindowData] = {}
+    stats = estimate_stats(_sample(pair, windows, SAMPLE_WINDOWS, factor, sampled), nir=pair.has_nir,
                            res=pair.grid.res * factor) \
         if windows else SceneStats()
     tasks = [WindowTask(pair, w, c, stats, mins, a, loaded, mask_out is not None, factor, i)
              for i, ((w, c), a) in enumerate(zip(windows, areas))]
     log.info("%d windows of %d px to process", len(tasks), block)
     step = _progress(progress, len(tasks))
-    records, wkbs, empty = [], [], 0
+    results: list = [None] * len(tasks)
+    empty = 0
     mask_dst = _open_mask(mask_out, pair) if mask_out is not None else None
     try:
-        if workers and workers > 1 and len(tasks) > 1:
-            # forkserver, not fork: forking a process whose GDAL/OpenCV thread pools hold
-            # locks can deadlock the children (seen in tests); spawn would re-import all
-            ctx = multiprocessing.get_context("forkserver" if sys.platform.startswith("linux") else "spawn")
-            if ctx.get_start_method() == "forkserver":
-                ctx.set_forkserver_preload(["gis.detect.run"])  # workers start with it imported
-            with ProcessPoolExecutor(max_workers=workers, initializer=_worker_init, mp_context=ctx) as ex:
-                results = ex.map(run_window, tasks, chunksize=1)
-                for i, r in enumerate(results, 1):
-                    empty += _collect(r, records, wkbs, mask_dst)
-                    step(i)
+        if pool is not None and len(tasks) > 1:
+            # the sampled windows are already decoded here: this process runs them
+            # while the workers take the others, in chunks (fewer round trips)
+            rest = [t for t in tasks if t.index not in sampled]
+            chunk = max(1, min(8, len(rest) // (pool.workers * 4)))
+            it = pool.map(rest, chunk)
+            done = 0
+            n_threads = cv2.getNumThreads()
+            cv2.setNumThreads(1)  # the workers have the cores
+            try:
+                for i, wd in sampled.items():
+                    empty += _collect(run_window(tasks[i], wd), results, mask_dst)
+                    done += 1
+                    step(done)
+                sampled.clear()
+            finally:
+                cv2.setNumThreads(n_threads)
+            for r in it:
+                empty += _collect(r, results, mask_dst)
+                done += 1
+                step(done)
         else:
             for i, t in enumerate(tasks, 1):
-                empty += _collect(run_window(t), records, wkbs, mask_dst)
+                empty += _collect(run_window(t, sampled.pop(t.index, None)), results, mask_dst)
                 step(i)
     except BaseException:
         if mask_dst is not None:
@@ -285,8 +338,45 @@ def detect_changes(before, after, *, dsm_before=None, dsm_after=None, within=Non
         Path(mask_dst.name).replace(mask_out)
     if empty:
         log.warning("%d window(s) hold no valid data in both images (nodata): no changes there", empty)
+    records = [rec for r in results for rec in r[0]]
+    wkbs = [g for r in results for g in r[1]]
     out = _merge_edges(_frame(records, wkbs, crs), mins)
     return _attach(out, within_gdf, parcels_gdf, inventory_gdf)
+
+
+class _Pool:
+    """A process pool started in the background: forkserver, not fork (forking a process
+    whose GDAL/OpenCV thread pools hold locks can deadlock the children, seen in tests);
+    spawn would re-import everything in every worker."""
+
+    def __init__(self, workers: int):
+        self.workers = workers
+        ctx = multiprocessing.get_context("forkserver" if sys.platform.startswith("linux") else "spawn")
+        if ctx.get_start_method() == "forkserver":
+            ctx.set_forkserver_preload(["gis.detect.run"])  # workers start with it imported
+        self.ex = ProcessPoolExecutor(max_workers=workers, initializer=_worker_init, mp_context=ctx)
+        # the first submit starts the processes and waits for them: do it in a thread
+        self._warm = threading.Thread(target=self._start, daemon=True)
+        self._warm.start()
+
+    def _start(self) -> None:
+        try:
+            for f in [self.ex.submit(_noop) for _ in range(self.workers)]:
+                f.result()
+        except Exception as exc:  # noqa: BLE001 - a broken pool shows again in map()
+            log.debug("worker pool did not start: %s", exc)
+
+    def map(self, tasks: list, chunk: int):
+        self._warm.join()
+        return self.ex.map(run_window, tasks, chunksize=chunk)
+
+    def close(self) -> None:
+        self._warm.join()
+        self.ex.shutdown(wait=True, cancel_futures=True)
+
+
+def _noop() -> None:
+    return None
 
 
 def _crop(w: Window, part, transform, factor: int) -> Window:
@@ -315,9 +405,10 @@ def _worker_init() -> None:
     cv2.setNumThreads(1)
 
 
-def _collect(r: WindowResult, records, wkbs, mask_dst) -> int:
-    records.extend(r.records)
-    wkbs.extend(r.geoms)
+def _collect(r: WindowResult, results: list, mask_dst) -> int:
+    """Keep a window's objects in task order (the output does not depend on which
+    process ran what) and write its mask."""
+    results[r.index] = (r.records, r.geoms)
     if mask_dst is not None and r.mask is not None:
         mask_dst.write(r.mask[None], window=r.core)
     return int(r.empty)
@@ -333,6 +424,9 @@ def _open_mask(path, pair: ImagePair):
 
 
 def _frame(records: list, wkbs: list, crs) -> gpd.GeoDataFrame:
+    import geopandas as gpd
+    import pandas as pd
+
     df = pd.DataFrame(records, columns=["kind", "confidence", "area_m2", "edge"])
     geom = shapely.from_wkb(np.array(wkbs, dtype=object)) if wkbs else np.array([], dtype=object)
     gdf = gpd.GeoDataFrame(df, geometry=gpd.GeoSeries(geom, crs=crs), crs=crs)
@@ -348,6 +442,9 @@ def _frame(records: list, wkbs: list, crs) -> gpd.GeoDataFrame:
 def _merge_edges(gdf: gpd.GeoDataFrame, mins: dict) -> gpd.GeoDataFrame:
     """Join the pieces of objects cut by window edges (same kind, touching), then
     apply the minimum area they were spared in their windows."""
+    import geopandas as gpd
+    import pandas as pd
+
     edge = gdf["edge"].to_numpy(bool)
     if edge.sum() > 1:
         from scipy.sparse import coo_matrix
@@ -381,6 +478,8 @@ def _merge_edges(gdf: gpd.GeoDataFrame, mins: dict) -> gpd.GeoDataFrame:
 
 def _largest_overlap(changes: gpd.GeoDataFrame, layer: gpd.GeoDataFrame, column: str) -> pd.Series:
     """Value of ``column`` of the feature covering most of each change ('' if none)."""
+    import pandas as pd
+
     out = pd.Series("", index=changes.index, dtype=object)
     if layer is None or column not in layer.columns or changes.empty:
         return out
@@ -395,6 +494,8 @@ def _largest_overlap(changes: gpd.GeoDataFrame, layer: gpd.GeoDataFrame, column:
 
 
 def _attach(changes, within, parcels, inventory) -> gpd.GeoDataFrame:
+    import pandas as pd
+
     changes["project_id"] = _largest_overlap(changes, within, "project_id")
     changes["parcel_id"] = _largest_overlap(changes, parcels, "parcel_id")
     if inventory is not None and not changes.empty:
