@@ -94,6 +94,42 @@ def test_open_files_are_reused_and_a_rewritten_file_is_read_again(tmp_path, scen
     assert not im._OPEN.cache
 
 
+def test_average_overviews_are_read_other_overviews_ignored(tmp_path, scene):
+    # at 1 m work pixels a 0.5 m image's 2x overview holds the pixels detection needs,
+    # if it was built by averaging; a nearest-neighbour one must not be used
+    import shutil
+
+    from rasterio.enums import Resampling
+
+    import gis.imagery as im
+    from gis.detect import detect_changes
+    close_datasets()
+    plain = open_pair(scene["before"], scene["after"])
+    win = windows_within(plain.grid)[0][0]
+    ref = read_window(plain, win, 2)
+    for rs, used in (("average", True), ("nearest", False)):
+        paths = []
+        for name in ("before", "after"):
+            p = tmp_path / f"{name}_{rs}.tif"
+            shutil.copy(scene[name], p)
+            with rasterio.open(p, "r+") as dst:
+                dst.build_overviews([2], Resampling[rs])
+            paths.append(p)
+        close_datasets()
+        pair = open_pair(*paths)
+        for _ in range(2):  # the first read checks the overview, the second uses it (or not)
+            wd = read_window(pair, win, 2)
+            np.testing.assert_array_equal(wd.before, ref.before)
+            np.testing.assert_array_equal(wd.after, ref.after)
+            assert wd.valid.all() and wd.transform == ref.transform
+        assert [e["ovr"] for e in im._OPEN.cache.values() if e["src"].name in map(str, paths)] == [used] * 2
+        if used:
+            a = detect_changes(scene["before"], scene["after"])
+            b = detect_changes(*paths)
+            assert len(a) and a.drop(columns="geometry").equals(b.drop(columns="geometry"))
+    close_datasets()
+
+
 def test_windows_only_where_red_lines_are():
     from gis.imagery import Grid
     g = Grid(rasterio.crs.CRS.from_user_input(CRS), rasterio.transform.from_origin(X0, Y0 + 5120, 1, 1), 5120, 5120)

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import importlib.machinery
 import logging
 import multiprocessing
 import sys
@@ -298,6 +299,11 @@ def _detect(pool, before, after, dsm_before, dsm_after, within, inventory, parce
     tasks = [WindowTask(pair, w, c, stats, mins, a, loaded, mask_out is not None, factor, i)
              for i, ((w, c), a) in enumerate(zip(windows, areas))]
     log.info("%d windows of %d px to process", len(tasks), block)
+    # run them 2 x 2 blocks at a time: a 2x overview's tile covers 2 x 2 blocks, and
+    # decoding it once for the four needs them to follow each other (the output
+    # keeps the task order whatever the order they run in)
+    tasks = sorted(tasks, key=lambda t: (t.window.row_off // (2 * block), t.window.col_off // (2 * block),
+                                         t.window.row_off, t.window.col_off))
     step = _progress(progress, len(tasks))
     results: list = [None] * len(tasks)
     empty = 0
@@ -307,6 +313,7 @@ def _detect(pool, before, after, dsm_before, dsm_after, within, inventory, parce
             # the sampled windows are already decoded here: this process runs them
             # while the workers take the others, in chunks (fewer round trips)
             rest = [t for t in tasks if t.index not in sampled]
+            by_index = {t.index: t for t in tasks}
             chunk = max(1, min(8, len(rest) // (pool.workers * 4)))
             it = pool.map(rest, chunk)
             done = 0
@@ -314,7 +321,7 @@ def _detect(pool, before, after, dsm_before, dsm_after, within, inventory, parce
             cv2.setNumThreads(1)  # the workers have the cores
             try:
                 for i, wd in sampled.items():
-                    empty += _collect(run_window(tasks[i], wd), results, mask_dst)
+                    empty += _collect(run_window(by_index[i], wd), results, mask_dst)
                     done += 1
                     step(done)
                 sampled.clear()
@@ -354,6 +361,13 @@ class _Pool:
         ctx = multiprocessing.get_context("forkserver" if sys.platform.startswith("linux") else "spawn")
         if ctx.get_start_method() == "forkserver":
             ctx.set_forkserver_preload(["gis.detect.run"])  # workers start with it imported
+        # a worker needs nothing from the caller's script, but multiprocessing re-runs a
+        # script's imports in every worker unless __main__ has a module spec (the `gis`
+        # CLI: ~1.4 s of imports per worker); "__main__" as its name skips that step
+        self._main = sys.modules.get("__main__")
+        self._hidden = self._main is not None and getattr(self._main, "__spec__", None) is None
+        if self._hidden:
+            self._main.__spec__ = importlib.machinery.ModuleSpec("__main__", None)
         self.ex = ProcessPoolExecutor(max_workers=workers, initializer=_worker_init, mp_context=ctx)
         # the first submit starts the processes and waits for them: do it in a thread
         self._warm = threading.Thread(target=self._start, daemon=True)
@@ -373,6 +387,8 @@ class _Pool:
     def close(self) -> None:
         self._warm.join()
         self.ex.shutdown(wait=True, cancel_futures=True)
+        if self._hidden:
+            self._main.__spec__ = None
 
 
 def _noop() -> None:
@@ -390,8 +406,10 @@ def _crop(w: Window, part, transform, factor: int) -> Window:
     c1, r1 = inv * (x1, y0)
     c0 = max(w.col_off, w.col_off + int(np.floor((c0 - w.col_off) / factor)) * factor)
     r0 = max(w.row_off, w.row_off + int(np.floor((r0 - w.row_off) / factor)) * factor)
-    c1 = min(w.col_off + w.width, int(np.ceil(c1)))
-    r1 = min(w.row_off + w.height, int(np.ceil(r1)))
+    # whole shrunk pixels: an odd width would be resampled by a non-integer ratio
+    # (pixels slightly off the lattice the transform assumes)
+    c1 = min(w.col_off + w.width, c0 + -(-(int(np.ceil(c1)) - c0) // factor) * factor)
+    r1 = min(w.row_off + w.height, r0 + -(-(int(np.ceil(r1)) - r0) // factor) * factor)
     if c1 <= c0 or r1 <= r0:
         return w
     return Window(c0, r0, c1 - c0, r1 - r0)
