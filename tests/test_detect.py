@@ -77,6 +77,19 @@ def test_parallel_run_is_identical_to_sequential(scene):
     assert one.geometry.geom_equals_exact(two.geometry, 1e-9).all()
 
 
+def test_edge_piece_groups_match_scipy():
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    from gis.detect.run import _components
+    rng = np.random.default_rng(5)
+    for _ in range(100):
+        n, k = int(rng.integers(1, 40)), int(rng.integers(0, 60))
+        i, j = rng.integers(0, n, k), rng.integers(0, n, k)
+        _, ref = connected_components(coo_matrix((np.ones(k), (i, j)), shape=(n, n)))
+        np.testing.assert_array_equal(_components(i, j, n), ref)
+
+
 def test_otsu_matches_scikit_image():
     from skimage.filters import threshold_otsu as reference
 

@@ -465,15 +465,12 @@ def _merge_edges(gdf: gpd.GeoDataFrame, mins: dict) -> gpd.GeoDataFrame:
 
     edge = gdf["edge"].to_numpy(bool)
     if edge.sum() > 1:
-        from scipy.sparse import coo_matrix
-        from scipy.sparse.csgraph import connected_components
-
         sub = gdf[edge]
         geoms = sub.geometry.values
         i, j = shapely.STRtree(geoms).query(shapely.buffer(geoms, 1e-6), predicate="intersects")
         same = sub["kind"].to_numpy()[i] == sub["kind"].to_numpy()[j]
         n = len(sub)
-        _, group = connected_components(coo_matrix((np.ones(same.sum()), (i[same], j[same])), shape=(n, n)))
+        group = _components(i[same], j[same], n)
         area = sub["area_m2"].to_numpy()
         merged = pd.DataFrame({"g": group, "kind": sub["kind"].to_numpy(), "area_m2": area,
                                "cw": sub["confidence"].to_numpy() * area})
@@ -492,6 +489,22 @@ def _merge_edges(gdf: gpd.GeoDataFrame, mins: dict) -> gpd.GeoDataFrame:
     for col, val in (("project_id", ""), ("parcel_id", ""), ("in_inventory", False)):
         gdf[col] = val
     return gdf.reset_index(drop=True)
+
+
+def _components(i: np.ndarray, j: np.ndarray, n: int) -> np.ndarray:
+    """Connected component of each of ``n`` nodes joined by edges (i, j), numbered by
+    their lowest node as scipy's connected_components does (min-label propagation with
+    pointer jumping; importing scipy.sparse would cost more than the whole merge)."""
+    lab = np.arange(n)
+    while True:
+        m = np.minimum(lab[i], lab[j])
+        new = lab.copy()
+        np.minimum.at(new, i, m)
+        np.minimum.at(new, j, m)
+        new = new[new]
+        if np.array_equal(new, lab):
+            return np.unique(lab, return_inverse=True)[1]
+        lab = new
 
 
 def _largest_overlap(changes: gpd.GeoDataFrame, layer: gpd.GeoDataFrame, column: str) -> pd.Series:
