@@ -281,7 +281,9 @@ def _overview_fits(entry: dict, window: Window, bands, factor: int) -> bool:
     if factor == 1 or entry["ovr"] is False:
         return False
     src = entry["src"]
-    if any(factor not in src.overviews(b) for b in bands):
+    # an image of whole shrunk pixels only: else the overview's pixels are not exactly
+    # ``factor`` wide and drift off the lattice towards the far edge
+    if src.width % factor or src.height % factor or any(factor not in src.overviews(b) for b in bands):
         entry["ovr"] = False
         return False
     return all(int(v) == v and int(v) % factor == 0
