@@ -87,3 +87,20 @@ def test_levir_unsupervised_eval(tmp_path):
     # well above plain change-vector + Otsu (0.32 in BASELINES.md)
     assert res["overall"]["pixel_f1"] > 0.42
     assert len(res["tiles"]) == 11 and set(res["peers"]) >= {"BIT"}
+
+
+def test_segment_features_add_neighbour_means():
+    """Each superpixel row carries, after its own statistics, the mean of its
+    touching superpixels' means (context), computed from the label adjacency."""
+    from gis.detect.classifier import region_features, segment_features
+
+    labels = np.array([[0, 0, 1, 1],
+                       [0, 0, 1, 1],
+                       [2, 2, 2, 2]], np.int32)
+    stack = np.stack([np.where(labels == 0, 1.0, np.where(labels == 1, 3.0, 8.0))]).astype(np.float32)
+    X = segment_features(stack, labels, 3)
+    own = region_features(stack, labels, 3)
+    assert X.shape == (3, own.shape[1] + 1)
+    assert np.allclose(X[:, :own.shape[1]], own)
+    # 0 touches 1 and 2, 1 touches 0 and 2, 2 touches 0 and 1
+    assert np.allclose(X[:, -1], [(3 + 8) / 2, (1 + 8) / 2, (1 + 3) / 2])
