@@ -24,7 +24,6 @@ Planted features:
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +33,8 @@ import shapely
 from rasterio.features import rasterize
 from rasterio.transform import from_origin
 from rasterio.windows import Window
+
+from gis.atomic import atomic_path
 
 __all__ = ["render_orthophoto", "render_dsm", "ROOF_COLOURS"]
 
@@ -350,22 +351,17 @@ def render_orthophoto(path, *, bounds, resolution, crs, structures=None, crops=N
     prof = _profile(bounds, resolution, crs, count, dtype, nodata)
     scale = 257.0 if np.dtype(dtype) == np.uint16 else 1.0
     nodata_safe = 1.0 if nodata is not None and nodata <= 0 else 0.0
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with rasterio.open(tmp, "w", **prof) as dst:
-            if date is not None:
-                dst.update_tags(ACQUISITION_DATE=str(date))
-            for row0 in range(0, prof["height"], STRIP):
-                h = min(STRIP, prof["height"] - row0)
-                img = _render_strip(scene, prof["transform"], row0, h, prof["width"],
-                                    (st[0], st[1], heights), cr, epoch, nodata_safe)[:count]
-                img = img * scale
-                if nodata is not None and nodata > 0:
-                    img = np.minimum(img, nodata - 1)
-                dst.write(np.rint(img).astype(dtype), window=Window(0, row0, prof["width"], h))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, rasterio.open(tmp, "w", **prof) as dst:
+        if date is not None:
+            dst.update_tags(ACQUISITION_DATE=str(date))
+        for row0 in range(0, prof["height"], STRIP):
+            h = min(STRIP, prof["height"] - row0)
+            img = _render_strip(scene, prof["transform"], row0, h, prof["width"],
+                                (st[0], st[1], heights), cr, epoch, nodata_safe)[:count]
+            img = img * scale
+            if nodata is not None and nodata > 0:
+                img = np.minimum(img, nodata - 1)
+            dst.write(np.rint(img).astype(dtype), window=Window(0, row0, prof["width"], h))
     return path
 
 
@@ -392,33 +388,28 @@ def render_dsm(path, *, bounds, resolution, crs, structures=None, seed=0, epoch=
     scene = _scene(bounds, seed)
     prof = _profile(bounds, resolution, crs, 1, "float32", nodata)
     prof["predictor"] = 3
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with rasterio.open(tmp, "w", **prof) as dst:
-            if date is not None:
-                dst.update_tags(ACQUISITION_DATE=str(date))
-            for row0 in range(0, prof["height"], STRIP):
-                h = min(STRIP, prof["height"] - row0)
-                xs, ys = _ground_xy(prof["transform"], row0, h, prof["width"])
-                tf = prof["transform"] @ rasterio.Affine.translation(0, row0)
-                gx, gy = xs[None, :], ys[:, None]
-                z = 40 + 6 * _value_noise(gx, gy, 400.0, seed + 5) + 1.5 * _value_noise(gx, gy, 60.0, seed + 6)
-                t = scene.trees
-                sel = (t[:, 1] > ys.min() - 5) & (t[:, 1] < ys.max() + 5)
-                crowns = shapely.buffer(shapely.points(t[sel, 0], t[sel, 1]), t[sel, 2], quad_segs=3)
-                above = rasterize(zip(crowns, t[sel, 3]), out_shape=(h, w := prof["width"]), transform=tf,
-                                  fill=0, dtype="float32", merge_alg=rasterio.enums.MergeAlg.replace)
-                hb = shapely.bounds(scene.houses)
-                hs = (hb[:, 3] > ys.min() - 10) & (hb[:, 1] < ys.max() + 10)
-                geoms = list(scene.houses[hs]) + list(st_geoms)
-                hts = list(scene.house_height[hs]) + list(st_h)
-                if geoms:
-                    bld = rasterize(zip(geoms, hts), out_shape=(h, w), transform=tf, fill=0, dtype="float32")
-                    above = np.where(bld > 0, bld, above)
-                erng = np.random.default_rng([seed, epoch & 0xFFFFFFFF, row0])
-                z = z + above + erng.normal(0, 0.08, z.shape).astype(np.float32)
-                dst.write(z.astype("float32")[None], window=Window(0, row0, w, h))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, rasterio.open(tmp, "w", **prof) as dst:
+        if date is not None:
+            dst.update_tags(ACQUISITION_DATE=str(date))
+        for row0 in range(0, prof["height"], STRIP):
+            h = min(STRIP, prof["height"] - row0)
+            xs, ys = _ground_xy(prof["transform"], row0, h, prof["width"])
+            tf = prof["transform"] @ rasterio.Affine.translation(0, row0)
+            gx, gy = xs[None, :], ys[:, None]
+            z = 40 + 6 * _value_noise(gx, gy, 400.0, seed + 5) + 1.5 * _value_noise(gx, gy, 60.0, seed + 6)
+            t = scene.trees
+            sel = (t[:, 1] > ys.min() - 5) & (t[:, 1] < ys.max() + 5)
+            crowns = shapely.buffer(shapely.points(t[sel, 0], t[sel, 1]), t[sel, 2], quad_segs=3)
+            above = rasterize(zip(crowns, t[sel, 3]), out_shape=(h, w := prof["width"]), transform=tf,
+                              fill=0, dtype="float32", merge_alg=rasterio.enums.MergeAlg.replace)
+            hb = shapely.bounds(scene.houses)
+            hs = (hb[:, 3] > ys.min() - 10) & (hb[:, 1] < ys.max() + 10)
+            geoms = list(scene.houses[hs]) + list(st_geoms)
+            hts = list(scene.house_height[hs]) + list(st_h)
+            if geoms:
+                bld = rasterize(zip(geoms, hts), out_shape=(h, w), transform=tf, fill=0, dtype="float32")
+                above = np.where(bld > 0, bld, above)
+            erng = np.random.default_rng([seed, epoch & 0xFFFFFFFF, row0])
+            z = z + above + erng.normal(0, 0.08, z.shape).astype(np.float32)
+            dst.write(z.astype("float32")[None], window=Window(0, row0, w, h))
     return path
