@@ -70,6 +70,14 @@ def _finish(sums: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _no_land_is_zero(figs: pd.DataFrame) -> pd.DataFrame:
+    """Projects or districts with no land inside red lines: areas and counts 0, rates undefined."""
+    sums = [c for c in figs.columns if c in FIGURE_COLUMNS or c.startswith("_")]
+    sums = [c for c in sums if c not in ("completion_rate", "clean_land_rate")]
+    figs[sums] = figs[sums].fillna(0.0)
+    return figs
+
+
 def progressed_projects(
     pieces: gpd.GeoDataFrame, parcels: pd.DataFrame, previous: pd.DataFrame | None
 ) -> pd.Series | None:
@@ -106,9 +114,7 @@ def project_figures(
     meta_cols = [c for c in ("project_id", "name", "district", "project_type", "leader", "unit",
                              "deadline", "freeze_date", "funded") if c in redlines.columns]
     out = pd.DataFrame(redlines[meta_cols]).set_index("project_id").join(figs, how="left")
-    out[[c for c in FIGURE_COLUMNS if c not in ("completion_rate", "clean_land_rate")]] = (
-        out[[c for c in FIGURE_COLUMNS if c not in ("completion_rate", "clean_land_rate")]].fillna(0.0))
-    out[["_total_m2", "_delivered_m2"]] = out[["_total_m2", "_delivered_m2"]].fillna(0.0)
+    out = _no_land_is_zero(out)
     deadline = pd.to_datetime(out["deadline"]) if "deadline" in out else pd.Series(pd.NaT, index=out.index)
     past = (deadline < pd.Timestamp(as_of)).to_numpy(dtype=bool)  # NaT compares False
     out["overdue"] = past & (out["_delivered_m2"] < out["_total_m2"]).to_numpy()
@@ -151,8 +157,7 @@ def district_figures(
     )
     districts = sorted(set(figs.index) | set(proj.index))
     out = figs.reindex(districts)
-    out[[c for c in out.columns if c not in ("completion_rate", "clean_land_rate")]] = (
-        out[[c for c in out.columns if c not in ("completion_rate", "clean_land_rate")]].fillna(0.0))
+    out = _no_land_is_zero(out)
     out = out.join(proj, how="left")
     out["projects"] = out["projects"].fillna(0).astype(int)
     out["overdue_projects"] = out["overdue_projects"].fillna(0).astype(int)
