@@ -402,8 +402,8 @@ def _crop(w: Window, part, transform, factor: int) -> Window:
         return w
     x0, y0, x1, y1 = part.bounds
     inv = ~transform
-    c0, r0 = inv * (x0, y1)
-    c1, r1 = inv * (x1, y0)
+    c0, r0 = inv @ (x0, y1)
+    c1, r1 = inv @ (x1, y0)
     c0 = max(w.col_off, w.col_off + int(np.floor((c0 - w.col_off) / factor)) * factor)
     r0 = max(w.row_off, w.row_off + int(np.floor((r0 - w.row_off) / factor)) * factor)
     # whole shrunk pixels: an odd width would be resampled by a non-integer ratio
