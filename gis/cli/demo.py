@@ -36,7 +36,7 @@ def demo(out, maps_dir, seed, workers):
     """
     from gis.demo_imagery import run_demo_cycle, write_demo_epochs
     from gis.maps import write_clearance_map, write_static_map
-    from gis.pipeline import write_clearance
+    from gis.pipeline import clearance, write_clearance
     from gis.store import open_store
     from gis.weekly import format_summary
     from gis.workspace import load_workspace
@@ -59,8 +59,6 @@ def demo(out, maps_dir, seed, workers):
         ws = load_workspace(out)
         store = open_store(ws.store, crs=ws.working_crs)
         alerts = store.alerts()
-        from gis.pipeline import clearance
-
         c = clearance(ws.redlines, ws.parcels, previous=ws.previous_parcels, inventory=ws.inventory,
                       as_of=county.as_of, working_crs=ws.working_crs)
         write_clearance(c, maps_dir / "figures.gpkg", xlsx=maps_dir / "figures.xlsx")
