@@ -48,26 +48,61 @@ def _blur(x: np.ndarray, sigma: float) -> np.ndarray:
     return cv2.GaussianBlur(x, (0, 0), sigma)
 
 
+def _rgb8(img: np.ndarray) -> np.ndarray:
+    """(h, w, 3) uint8 RGB of a float (bands, h, w) image: clipped, truncated, and
+    interleaved by cv2.merge (a numpy transpose copy costs ~8x more)."""
+    return cv2.merge(list(np.clip(img[:3], 0, 255).astype(np.uint8)))
+
+
+def _lab(rgb8: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Smoothed CIE Lab planes L, a, b (float32, contiguous) of an RGB image."""
+    L, a, b = cv2.split(_blur(cv2.cvtColor(rgb8, cv2.COLOR_RGB2Lab).astype(np.float32), sigma))
+    # OpenCV's 8-bit Lab: L in 0-255 (x 255/100), a and b offset by 128 (in place on
+    # the planes: numpy is slow on a trailing axis of 3)
+    L *= np.float32(100 / 255)
+    a -= np.float32(128)
+    b -= np.float32(128)
+    return L, a, b
+
+
 def _hsv_sat(rgb8: np.ndarray) -> np.ndarray:
-    hsv = cv2.cvtColor(rgb8, cv2.COLOR_RGB2HSV)
-    return hsv[..., 1].astype(np.float32) * (1 / 255)
+    sat = cv2.extractChannel(cv2.cvtColor(rgb8, cv2.COLOR_RGB2HSV), 1).astype(np.float32)
+    sat *= np.float32(1 / 255)
+    return sat
 
 
 def _veg(img: np.ndarray, nir: bool) -> np.ndarray:
+    # in place on fresh arrays: the same float32 operations as the plain formulas
     r, g, b = img[0], img[1], img[2]
     if nir:
         n = img[3]
-        return (n - r) / (n + r + 1e-3)
-    return (2 * g - r - b) / (r + g + b + 1e-3)
+        num, den = n - r, n + r
+    else:
+        num = 2 * g
+        num -= r
+        num -= b
+        den = r + g
+        den += b
+    den += np.float32(1e-3)
+    num /= den
+    return num
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    """Clip to [0, 1] in place."""
+    return np.clip(x, 0, 1, out=x)
 
 
 def _roof(sat: np.ndarray, veg: np.ndarray, lab_a: np.ndarray, lab_b: np.ndarray, nir: bool) -> np.ndarray:
     # NDVI of roofs is ~0-0.15, ExG of roofs ~0: the veg cut-off differs by index
     veg_cut = 0.25 if nir else 0.08
-    grey = np.clip(1 - sat / 0.35, 0, 1) * np.clip(1 - veg / veg_cut, 0, 1)
-    blue = np.clip(-lab_b / 20, 0, 1)  # Lab b* < 0: blue steel roofs
-    red = np.clip((lab_a - 22) / 12, 0, 1)  # Lab a* >> soil's ~5-15: red tiles
-    return np.minimum(grey + blue + red, 1)
+    grey = _unit(1 - sat / np.float32(0.35))
+    grey *= _unit(1 - veg / np.float32(veg_cut))
+    blue = _unit(-lab_b / np.float32(20))  # Lab b* < 0: blue steel roofs
+    red = _unit((lab_a - np.float32(22)) / np.float32(12))  # Lab a* >> soil's ~5-15: red tiles
+    grey += blue
+    grey += red
+    return np.minimum(grey, 1, out=grey)
 
 
 def _grad(L: np.ndarray) -> np.ndarray:
@@ -85,48 +120,50 @@ def compute_features(before: np.ndarray, after: np.ndarray, stats: SceneStats, *
     """
     s05, s15 = max(0.5 / res, 0.5), max(1.5 / res, 0.7)
     nb = before.shape[0]
-    before = before * stats.gain[:nb, None, None] + stats.offset[:nb, None, None]
-    a8 = np.ascontiguousarray(np.clip(before[:3], 0, 255).transpose(1, 2, 0)).astype(np.uint8)
-    b8 = np.ascontiguousarray(np.clip(after[:3], 0, 255).transpose(1, 2, 0)).astype(np.uint8)
-    lab_a = _blur(cv2.cvtColor(a8, cv2.COLOR_RGB2Lab).astype(np.float32), s05)
-    lab_b = _blur(cv2.cvtColor(b8, cv2.COLOR_RGB2Lab).astype(np.float32), s05)
-    # OpenCV's 8-bit Lab: L in 0-255 (x 255/100), a and b offset by 128
-    lab_a[..., 0] *= 100 / 255
-    lab_b[..., 0] *= 100 / 255
-    lab_a[..., 1:] -= 128
-    lab_b[..., 1:] -= 128
-    d = lab_b - lab_a
-    dmag = _blur(cv2.magnitude(cv2.magnitude(d[..., 0], d[..., 1]), d[..., 2]), s15)
+    before = before * stats.gain[:nb, None, None]
+    before += stats.offset[:nb, None, None]
+    a8, b8 = _rgb8(before), _rgb8(after)
+    L_a, A_a, B_a = _lab(a8, s05)
+    L_b, A_b, B_b = _lab(b8, s05)
+    dL, da, db = L_b - L_a, A_b - A_a, B_b - B_a
+    dmag = _blur(cv2.magnitude(cv2.magnitude(dL, da), db), s15)
     sat_a, sat_b = _blur(_hsv_sat(a8), s15), _blur(_hsv_sat(b8), s15)
     veg_a, veg_b = _blur(_veg(before, nir), s15), _blur(_veg(after, nir), s15)
-    roof_a = _roof(sat_a, veg_a, lab_a[..., 1], lab_a[..., 2], nir)
-    roof_b = _roof(sat_b, veg_b, lab_b[..., 1], lab_b[..., 2], nir)
-    change = np.tanh(dmag / CHANGE_SCALE)
+    roof_a = _roof(sat_a, veg_a, A_a, B_a, nir)
+    roof_b = _roof(sat_b, veg_b, A_b, B_b, nir)
+    change = np.tanh(dmag / np.float32(CHANGE_SCALE))
+    w = np.float32(ROOF_BEFORE_WEIGHT)
+    # building appeared: roof-like now, not before, and the colour changed
+    building = _unit(1 - w * roof_a)
+    building *= roof_b
+    building *= change
+    # building gone: the mirror image
+    demolition = _unit(1 - w * roof_b)
+    demolition *= roof_a
+    demolition *= change
     f = {
         "dmag": dmag,
         "roof_a": roof_a,
         "roof_b": roof_b,
         "veg_a": veg_a,
         "veg_b": veg_b,
-        # building appeared: roof-like now, not before, and the colour changed
-        "building": roof_b * np.clip(1 - ROOF_BEFORE_WEIGHT * roof_a, 0, 1) * change,
-        # building gone: the mirror image
-        "demolition": roof_a * np.clip(1 - ROOF_BEFORE_WEIGHT * roof_b, 0, 1) * change,
+        "building": building,
+        "demolition": demolition,
         "veg_gain": veg_b - veg_a,
     }
     if full:
         f.update({
-            "dL": d[..., 0], "da": d[..., 1], "db": d[..., 2],
-            "L_a": lab_a[..., 0], "L_b": lab_b[..., 0],
-            "A_a": lab_a[..., 1], "A_b": lab_b[..., 1],
-            "B_a": lab_a[..., 2], "B_b": lab_b[..., 2],
+            "dL": dL, "da": da, "db": db,
+            "L_a": L_a, "L_b": L_b,
+            "A_a": A_a, "A_b": A_b,
+            "B_a": B_a, "B_b": B_b,
             "sat_a": sat_a, "sat_b": sat_b,
-            "edge_a": _grad(lab_a[..., 0]), "edge_b": _grad(lab_b[..., 0]),
+            "edge_a": _grad(L_a), "edge_b": _grad(L_b),
         })
         for s in (2.0, 6.0):
             for k in ("dmag", "roof_b", "roof_a", "veg_b", "L_b", "building"):
                 f[f"{k}_s{int(s)}"] = _blur(f[k], s)
-        for k, L in (("tex_a", lab_a[..., 0]), ("tex_b", lab_b[..., 0])):
+        for k, L in (("tex_a", L_a), ("tex_b", L_b)):
             m = cv2.blur(L, (9, 9))
             f[k] = np.sqrt(np.maximum(cv2.blur(L * L, (9, 9)) - m * m, 0))
     return f

@@ -4,7 +4,8 @@ Each kind's mask is labelled with OpenCV (8-connected, ~400 MP/s), small
 components are dropped by ground area, and only components whose centre lies
 in the window's core are kept (windows overlap, so an object on a block edge
 is seen whole by one block and reported once). The surviving labels are
-polygonised in one :func:`rasterio.features.shapes` pass.
+polygonised in one :func:`rasterio.features.shapes` pass over their bounding box
+(GDAL's polygoniser costs by the pixel, and most of a window holds no object).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import shapely
+from affine import Affine
 from rasterio.features import shapes
 from shapely.geometry import shape
 
@@ -28,7 +30,7 @@ GREENHOUSE_MIN_AREA = 150.0
 
 def components(masks: dict[str, tuple[np.ndarray, np.ndarray]], *, res: float,
                core: tuple[int, int, int, int], min_area: dict[str, float],
-               brightness: np.ndarray | None = None, tall: np.ndarray | None = None):
+               brightness=None, tall: np.ndarray | None = None):
     """Label each kind's mask. Returns (labels int32 image, records list).
 
     ``masks``: kind -> (bool mask, confidence map in [0, 1]); earlier kinds win
@@ -36,6 +38,8 @@ def components(masks: dict[str, tuple[np.ndarray, np.ndarray]], *, res: float,
     Records: dicts with id, kind, confidence, area_m2 (pixel count x area).
     ``brightness`` (after image, 0-255) and ``tall`` (DSM height gain, if any) let
     large bright new objects that did not rise be labelled greenhouses (new_crops).
+    ``brightness`` may be a function returning that image: it is then computed only
+    for a window that holds new structures.
     """
     shape = next(iter(masks.values()))[0].shape
     labels = np.zeros(shape, np.int32)
@@ -64,6 +68,8 @@ def components(masks: dict[str, tuple[np.ndarray, np.ndarray]], *, res: float,
         mean_conf = conf_sum / np.maximum(st[:, cv2.CC_STAT_AREA], 1)
         bright = None
         if brightness is not None and kind == "new_structure":
+            if callable(brightness):
+                brightness = brightness()
             bright = np.bincount(flat, weights=brightness.ravel(), minlength=n) / np.maximum(st[:, cv2.CC_STAT_AREA], 1)
             if tall is not None:  # a DSM saw it rise: a building, however bright
                 rose = np.bincount(flat, weights=tall.ravel().astype(np.float64), minlength=n)
@@ -72,7 +78,7 @@ def components(masks: dict[str, tuple[np.ndarray, np.ndarray]], *, res: float,
         remap = np.zeros(n, np.int32)
         remap[ids] = np.arange(next_id, next_id + len(ids))
         sel = remap[lab]
-        labels = np.where(sel > 0, sel, labels)
+        labels += sel  # sel > 0 only on pixels no earlier kind has taken (labels 0 there)
         taken |= sel > 0
         for i in ids:
             k = kind
@@ -86,10 +92,14 @@ def components(masks: dict[str, tuple[np.ndarray, np.ndarray]], *, res: float,
 
 def polygonise(labels: np.ndarray, transform, res: float) -> dict[int, object]:
     """Label image -> {id: polygon}, pixel-edged polygons simplified by half a pixel."""
-    if not labels.any():
+    rows, cols = np.flatnonzero(labels.any(1)), np.flatnonzero(labels.any(0))
+    if not len(rows):
         return {}
+    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    box = labels[r0:r1, c0:c1]
     ids, geoms = [], []
-    for geom, value in shapes(labels, mask=labels > 0, transform=transform, connectivity=8):
+    tf = transform @ Affine.translation(int(c0), int(r0))
+    for geom, value in shapes(box, mask=box > 0, transform=tf, connectivity=8):
         ids.append(int(value))
         geoms.append(geom)
     polys = np.array([shape(g) for g in geoms], dtype=object)

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.machinery
 import logging
 import multiprocessing
@@ -93,18 +94,28 @@ class WindowResult:
     index: int = 0  # the task's
 
 
+def _gdal_env():
+    """The GDAL settings windows are read under. Every block is decoded once, so GDAL's
+    block cache (5 % of RAM per process by default) would only grow each process's
+    memory. Entered once around many windows (by detect_changes, or for a worker's
+    life): entering a rasterio.Env costs about as much as a small window's features,
+    and rasterize/shapes enter one of their own when none is active."""
+    if rasterio.env.hasenv() and rasterio.env.getenv().get("GDAL_CACHEMAX") == GDAL_CACHE_MB:
+        return contextlib.nullcontext()
+    return rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB)
+
+
 def run_window(task: WindowTask, data: WindowData | None = None) -> WindowResult:
     """Detect changes in one window. Pure function of the task (no shared state);
     ``data``: the window already read (by the scene sample), else it is read here."""
+    with _gdal_env():
+        return _run_window(task, data)
+
+
+def _run_window(task: WindowTask, data: WindowData | None) -> WindowResult:
     pair, win, fac = task.pair, task.window, task.factor
     res = pair.grid.res * fac
-    if data is not None:
-        wd = data
-    else:
-        # every block is decoded once: GDAL's block cache (5 % of RAM per process by
-        # default) would only grow each worker's memory
-        with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
-            wd = read_window(pair, win, fac)
+    wd = data if data is not None else read_window(pair, win, fac)
     valid = wd.valid
     if task.area_wkb is not None:
         area = shapely.from_wkb(task.area_wkb)
@@ -147,7 +158,7 @@ def run_window(task: WindowTask, data: WindowData | None = None) -> WindowResult
     masks["new_crops"] = vegetation_mask(f, task.stats, res, pair.has_nir)
     masks = {k: (m & valid, c) for k, (m, c) in masks.items()}
     labels, records = components(masks, res=res, core=core, min_area=task.min_area,
-                                 brightness=wd.after[:3].mean(0), tall=gain)
+                                 brightness=lambda: wd.after[:3].mean(0), tall=gain)
     if objects_model and records:
         n = labels.max() + 1
         p = clf_mod.object_probability(model, f, labels, n, pair.has_nir)
@@ -201,7 +212,7 @@ def _sample(pair: ImagePair, windows: list, n: int, factor: int, keep: dict | No
     for i in idx.tolist():
         w = windows[i][1]
         w = Window(w.col_off, w.row_off, min(w.width, 512), min(w.height, 512))
-        with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+        with _gdal_env():
             wd = read_window(pair, w, factor)
         if keep is not None and w == windows[i][0]:
             keep[i] = wd
@@ -252,8 +263,9 @@ def detect_changes(before, after, *, dsm_before=None, dsm_after=None, within=Non
     # this process validates the images and samples the scene
     pool = _Pool(workers) if workers and workers > 1 else None
     try:
-        return _detect(pool, before, after, dsm_before, dsm_after, within, inventory, parcels, model,
-                       min_area, buffer, mask_out, progress, band_map, block, work_res)
+        with _gdal_env():
+            return _detect(pool, before, after, dsm_before, dsm_after, within, inventory, parcels, model,
+                           min_area, buffer, mask_out, progress, band_map, block, work_res)
     finally:
         if pool is not None:
             pool.close()
@@ -415,12 +427,19 @@ def _crop(w: Window, part, transform, factor: int) -> Window:
     return Window(c0, r0, c1 - c0, r1 - r0)
 
 
+_WORKER_ENV = None
+
+
 def _worker_init() -> None:
     """One thread per worker process: the processes are the parallelism, and
-    OpenCV's or GDAL's own thread pools in each would only fight over the cores."""
+    OpenCV's or GDAL's own thread pools in each would only fight over the cores.
+    The GDAL settings are entered once, for the worker's life."""
+    global _WORKER_ENV
     import cv2
 
     cv2.setNumThreads(1)
+    _WORKER_ENV = _gdal_env()
+    _WORKER_ENV.__enter__()
 
 
 def _collect(r: WindowResult, results: list, mask_dst) -> int:
