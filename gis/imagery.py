@@ -240,8 +240,14 @@ def _dataset(path, grid: Grid, resampling) -> dict:
     cache = getattr(_OPEN, "cache", None)
     if cache is None:
         cache = _OPEN.cache = OrderedDict()
+        _OPEN.grid = None
     st = os.stat(path)
-    key = (str(path), st.st_mtime_ns, st.st_size, grid, resampling)
+    # a Grid's hash or equality goes through its CRS's WKT (~50 us each): the key of
+    # the grid last seen is kept (often the same object window after window)
+    if _OPEN.grid is not grid:
+        _OPEN.grid = grid
+        _OPEN.grid_key = (grid.crs.to_wkt(), tuple(grid.transform), grid.width, grid.height)
+    key = (str(path), st.st_mtime_ns, st.st_size, _OPEN.grid_key, resampling)
     entry = cache.get(key)
     if entry is not None:
         cache.move_to_end(key)

@@ -33,7 +33,6 @@ import shapely
 from rasterio.features import rasterize
 from rasterio.windows import Window
 
-from gis.detect import classifier as clf_mod
 from gis.detect.dsm import height_masks
 from gis.detect.features import SceneStats, compute_features
 from gis.detect.objects import KINDS, MIN_AREA, components, polygonise
@@ -51,7 +50,8 @@ from gis.imagery import (
 from gis.schema import m2_to_mu
 
 if TYPE_CHECKING:  # imported where used: worker processes only run windows, and
-    # geopandas + pandas would add ~0.3 s to every worker pool's start
+    # geopandas + pandas would add ~0.3 s to every worker pool's start (the classifier,
+    # with joblib, ~0.05 s to every run without a model)
     import geopandas as gpd
     import pandas as pd
 
@@ -129,6 +129,8 @@ def _run_window(task: WindowTask, data: WindowData | None) -> WindowResult:
     model = task.model
     segments_model = isinstance(model, dict) and model["mode"] == "segments"
     objects_model = isinstance(model, dict) and model["mode"] == "objects"
+    if segments_model or objects_model:
+        from gis.detect import classifier as clf_mod
     f = compute_features(wd.before, wd.after, task.stats, nir=pair.has_nir,
                          full=segments_model or objects_model, res=res)
     masks: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -225,6 +227,8 @@ def _load_model(model, nir: bool):
     if str(model).lower().endswith(".onnx"):
         from gis.detect.onnx import OnnxChangeModel
         return OnnxChangeModel(model)
+    from gis.detect import classifier as clf_mod
+
     m = clf_mod.load_model(model)
     clf_mod._check_nir(m, nir)
     return m
