@@ -1,0 +1,124 @@
+"""The fast paths of detection give the same results as the plain ones they replaced:
+features (cv2.merge / contiguous Lab planes / in-place float32 vs numpy transposes),
+labelling (Grana's algorithm vs OpenCV's default), polygonising (the labels'
+bounding box vs the whole window)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import shapely
+from rasterio.features import shapes
+from rasterio.transform import from_origin
+from shapely.geometry import shape
+
+from gis.detect.features import SceneStats, compute_features
+from gis.detect.objects import MIN_AREA, components, polygonise
+
+
+def _scene(seed: int, h: int = 96, w: int = 128, bands: int = 3) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    base = cv2.GaussianBlur(rng.uniform(0, 255, (h, w, bands)).astype(np.float32), (0, 0), 3)
+    img = np.clip(base * 2 - 128 + rng.normal(0, 8, base.shape), 0, 255).astype(np.float32)
+    return np.ascontiguousarray(img.transpose(2, 0, 1))
+
+
+def _plain(before, after, stats, nir, res):
+    """The unsupervised feature maps written the plain numpy way (the earlier code)."""
+    s05, s15 = max(0.5 / res, 0.5), max(1.5 / res, 0.7)
+    nb = before.shape[0]
+    blur = lambda x, s: cv2.GaussianBlur(x, (0, 0), s)  # noqa: E731
+    before = before * stats.gain[:nb, None, None] + stats.offset[:nb, None, None]
+    a8 = np.ascontiguousarray(np.clip(before[:3], 0, 255).transpose(1, 2, 0)).astype(np.uint8)
+    b8 = np.ascontiguousarray(np.clip(after[:3], 0, 255).transpose(1, 2, 0)).astype(np.uint8)
+    lab_a = blur(cv2.cvtColor(a8, cv2.COLOR_RGB2Lab).astype(np.float32), s05)
+    lab_b = blur(cv2.cvtColor(b8, cv2.COLOR_RGB2Lab).astype(np.float32), s05)
+    for lab in (lab_a, lab_b):
+        lab[..., 0] *= 100 / 255
+        lab[..., 1:] -= 128
+    d = lab_b - lab_a
+    dmag = blur(cv2.magnitude(cv2.magnitude(d[..., 0], d[..., 1]), d[..., 2]), s15)
+    sat = lambda x: cv2.cvtColor(x, cv2.COLOR_RGB2HSV)[..., 1].astype(np.float32) * (1 / 255)  # noqa: E731
+
+    def veg(img):
+        r, g, b = img[0], img[1], img[2]
+        return (img[3] - r) / (img[3] + r + 1e-3) if nir else (2 * g - r - b) / (r + g + b + 1e-3)
+
+    def roof(s, v, la, lb):
+        grey = np.clip(1 - s / 0.35, 0, 1) * np.clip(1 - v / (0.25 if nir else 0.08), 0, 1)
+        return np.minimum(grey + np.clip(-lb / 20, 0, 1) + np.clip((la - 22) / 12, 0, 1), 1)
+
+    sat_a, sat_b = blur(sat(a8), s15), blur(sat(b8), s15)
+    veg_a, veg_b = blur(veg(before), s15), blur(veg(after), s15)
+    roof_a = roof(sat_a, veg_a, lab_a[..., 1], lab_a[..., 2])
+    roof_b = roof(sat_b, veg_b, lab_b[..., 1], lab_b[..., 2])
+    change = np.tanh(dmag / 15.0)
+    return {"dmag": dmag, "roof_a": roof_a, "roof_b": roof_b, "veg_a": veg_a, "veg_b": veg_b,
+            "building": roof_b * np.clip(1 - 0.7 * roof_a, 0, 1) * change,
+            "demolition": roof_a * np.clip(1 - 0.7 * roof_b, 0, 1) * change,
+            "veg_gain": veg_b - veg_a, "L_a": lab_a[..., 0], "B_b": lab_b[..., 2], "dL": d[..., 0],
+            "sat_b": sat_b}
+
+
+@pytest.mark.parametrize("nir,res", [(False, 0.5), (False, 1.0), (True, 0.5)])
+def test_features_match_plain_formulas(nir, res):
+    bands = 4 if nir else 3
+    before, after = _scene(1, bands=bands), _scene(2, bands=bands)
+    stats = SceneStats(gain=np.array([1.05, 0.95, 1.1, 0.9], np.float32),
+                       offset=np.array([-4, 3, 1, 2], np.float32))
+    ref = _plain(before, after, stats, nir, res)
+    fast = compute_features(before, after, stats, nir=nir, full=True, res=res)
+    for k, v in ref.items():
+        assert fast[k].dtype == np.float32 and fast[k].shape == v.shape
+        np.testing.assert_allclose(fast[k], v, rtol=0, atol=1e-5 * max(1.0, float(np.abs(v).max())), err_msg=k)
+
+
+def _blobs(seed: int, shape=(120, 150)) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return cv2.GaussianBlur(rng.uniform(0, 1, shape).astype(np.float32), (0, 0), 2) > 0.53
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_grana_labelling_equals_default(seed):
+    m = _blobs(seed).view(np.uint8)
+    default = cv2.connectedComponentsWithStats(m, connectivity=8, ltype=cv2.CV_32S)
+    grana = cv2.connectedComponentsWithStatsWithAlgorithm(m, 8, cv2.CV_32S, cv2.CCL_GRANA)
+    assert default[0] == grana[0] > 3
+    for a, b in zip(default[1:], grana[1:]):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_components_and_polygons_equal_whole_window_versions(seed):
+    rng = np.random.default_rng(seed)
+    shape_ = (120, 150)
+    masks = {"new_structure": (_blobs(seed, shape_), rng.uniform(0, 1, shape_).astype(np.float32)),
+             "new_crops": (_blobs(seed + 10, shape_), rng.uniform(0, 1, shape_).astype(np.float32))}
+    bright = rng.uniform(100, 255, shape_).astype(np.float32)
+    labels, records = components(masks, res=1.0, core=(0, 0) + shape_, min_area=MIN_AREA, brightness=lambda: bright)
+    assert len(records) > 3
+    # the whole-window reference: label every kind, sum confidences over all pixels
+    taken = np.zeros(shape_, bool)
+    checked = set()
+    for kind, (mask, conf) in masks.items():
+        n, lab, st, _ = cv2.connectedComponentsWithStats((mask & ~taken).astype(np.uint8), connectivity=8)
+        sums = np.bincount(lab.ravel(), weights=conf.ravel(), minlength=n) / np.maximum(st[:, 4], 1)
+        for r in records:
+            ids = np.unique(lab[labels == r["id"]])
+            if r["id"] not in checked and len(ids) == 1 and ids[0] > 0 and st[ids[0], 4] == r["pixels"]:
+                assert r["confidence"] == float(np.clip(sums[ids[0]], 0, 1))
+                checked.add(r["id"])
+        taken = np.isin(labels, list(checked))  # the objects of the kinds before
+    assert checked == {r["id"] for r in records}
+    # every pixel of the labels is one of the masks', each object is one component
+    assert set(np.unique(labels)) == {0} | {r["id"] for r in records}
+    tf = from_origin(500000.0, 3400000.0, 1.0, 1.0)
+    fast = polygonise(labels, tf, 1.0)
+    plain = {}
+    for g, v in shapes(labels, mask=labels > 0, transform=tf, connectivity=8):
+        plain.setdefault(int(v), []).append(shape(g))
+    assert set(fast) == set(plain)
+    for k, parts in plain.items():
+        ref = shapely.simplify(shapely.union_all(parts), 0.5, preserve_topology=True)
+        assert shapely.equals_exact(shapely.normalize(fast[k]), shapely.normalize(ref), 1e-9)
