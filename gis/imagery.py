@@ -215,14 +215,18 @@ def _on_grid(src, grid: Grid) -> bool:
 
 def _shrink(data: np.ndarray, mask: np.ndarray, factor: int):
     """Area-average ``data`` (bands, h, w) by ``factor``; a pixel is valid only if all
-    the pixels it averages are."""
+    the pixels it averages are (``mask`` None: no validity mask is made)."""
     if factor == 1:
-        return data.astype(np.float32), mask > 0
-    h, w = mask.shape
+        return data.astype(np.float32), None if mask is None else mask > 0
+    h, w = data.shape[1:]
     size = (-(-w // factor), -(-h // factor))
-    bands = [cv2.resize(b, size, interpolation=cv2.INTER_AREA) for b in data]
+    out = np.empty((len(data), size[1], size[0]), np.float32)
+    for i, b in enumerate(data):
+        out[i] = cv2.resize(b, size, interpolation=cv2.INTER_AREA)
+    if mask is None:
+        return out, None
     m = cv2.resize((mask > 0).astype(np.uint8) * 255, size, interpolation=cv2.INTER_AREA) == 255
-    return np.stack(bands).astype(np.float32), m
+    return out, m
 
 
 #: open datasets kept per thread (rasterio datasets are not thread-safe); opening a
@@ -323,11 +327,10 @@ def _read(path, grid: Grid, window: Window, bands, resampling, factor: int = 1):
             log.info("%s: reading its %dx overview (pixel averages)", path, factor)
         return out
     data = src.read(list(bands), window=window)
-    if entry["all_valid"]:
-        mask = np.full(data.shape[1:], 255, np.uint8)
-    else:
-        mask = src.dataset_mask(window=window)
-    return _shrink(data, mask, factor)
+    if entry["all_valid"]:  # every pixel valid: no mask to read, shrink or compare
+        h, w = data.shape[1:]
+        return _shrink(data, None, factor)[0], np.ones((-(-h // factor), -(-w // factor)), bool)
+    return _shrink(data, src.dataset_mask(window=window), factor)
 
 
 def read_window(pair: ImagePair, window: Window, factor: int = 1) -> WindowData:
