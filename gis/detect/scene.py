@@ -33,6 +33,8 @@ VEG_FLOOR_EXG = 0.10
 VEG_FLOOR_NDVI = 0.25
 #: Otsu may raise the building threshold up to here (a very busy scene).
 BUILDING_CEIL = 0.5
+#: pixels sampled for the radiometric matching
+MATCH_PIXELS = 250_000
 
 
 def threshold_otsu(x: np.ndarray, nbins: int = 256) -> float:
@@ -59,13 +61,16 @@ def estimate_stats(samples, *, nir: bool = False, res: float = 0.5) -> SceneStat
     samples = list(samples)
     stats = SceneStats()
     nb = samples[0][0].shape[0] if samples else 3
-    pix_b = [s[0][:, s[2]] for s in samples if s[2].any()]
-    pix_a = [s[1][:, s[2]] for s in samples if s[2].any()]
-    if not pix_b:
+    used = [s for s in samples if s[2].any()]
+    if not used:
         return stats
-    pb, pa = np.concatenate(pix_b, 1), np.concatenate(pix_a, 1)
-    step = max(1, pb.shape[1] // 2_000_000)
-    pb, pa = pb[:, ::step], pa[:, ::step]
+    # about MATCH_PIXELS valid pixels on a regular sub-grid of each window are plenty
+    # for means and spreads (and much cheaper than gathering every valid pixel)
+    n_pix = sum(s[2].size for s in used)
+    k = max(1, int(np.sqrt(n_pix / MATCH_PIXELS)))
+    grid = [(s[0][:, ::k, ::k], s[1][:, ::k, ::k], s[2][::k, ::k]) for s in used]
+    pb = np.concatenate([b[:, v] for b, _, v in grid], 1).astype(np.float64)
+    pa = np.concatenate([a[:, v] for _, a, v in grid], 1).astype(np.float64)
     sb, sa = pb.std(1) + 1e-3, pa.std(1)
     gain = np.ones(4, np.float32)
     offset = np.zeros(4, np.float32)
