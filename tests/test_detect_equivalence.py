@@ -122,3 +122,27 @@ def test_components_and_polygons_equal_whole_window_versions(seed):
     for k, parts in plain.items():
         ref = shapely.simplify(shapely.union_all(parts), 0.5, preserve_topology=True)
         assert shapely.equals_exact(shapely.normalize(fast[k]), shapely.normalize(ref), 1e-9)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_area_mask_is_rasterize_up_to_the_outline(seed):
+    """The red-line zone mask (OpenCV fillPoly) equals rasterio's rasterize except
+    within a pixel of the outline; holes and multi-part zones are kept."""
+    from rasterio.features import rasterize
+
+    from gis.detect.run import _area_mask
+
+    rng = np.random.default_rng(seed)
+    tf = from_origin(1000.0, 2000.0, 1.0, 1.0)
+    for _ in range(20):
+        cx, cy = 1000 + rng.uniform(0, 200), 2000 - rng.uniform(0, 200)
+        zone = shapely.buffer(shapely.Point(cx, cy), rng.uniform(20, 90), quad_segs=int(rng.integers(2, 8)))
+        zone = shapely.difference(zone, shapely.buffer(shapely.Point(cx + 4, cy - 3), 12))  # a hole
+        zone = shapely.union(zone, shapely.box(1005, 1800, 1030, 1830))  # often a second part
+        zone = shapely.intersection(zone, shapely.box(1000, 2000 - 200, 1200, 2000))
+        want = rasterize([zone], out_shape=(200, 200), transform=tf, fill=0, dtype="uint8").astype(bool)
+        got = _area_mask(zone, (200, 200), tf)
+        r, c = np.nonzero(got != want)  # only pixels the outline passes within a pixel of
+        centres = shapely.points(1000 + c + 0.5, 2000 - r - 0.5)
+        assert (shapely.distance(shapely.boundary(zone), centres) <= np.sqrt(2)).all()
+        assert (got & ~want).sum() < 0.2 * want.sum()

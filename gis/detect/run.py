@@ -118,9 +118,7 @@ def _run_window(task: WindowTask, data: WindowData | None) -> WindowResult:
     wd = data if data is not None else read_window(pair, win, fac)
     valid = wd.valid
     if task.area_wkb is not None:
-        area = shapely.from_wkb(task.area_wkb)
-        valid = valid & rasterize([area], out_shape=valid.shape, transform=wd.transform,
-                                  fill=0, dtype="uint8").astype(bool)
+        valid = valid & _area_mask(shapely.from_wkb(task.area_wkb), valid.shape, wd.transform)
     core = tuple(int(np.ceil(v / fac)) for v in (
         task.core.row_off - win.row_off, task.core.col_off - win.col_off,
         task.core.row_off - win.row_off + task.core.height, task.core.col_off - win.col_off + task.core.width))
@@ -219,6 +217,29 @@ def _sample(pair: ImagePair, windows: list, n: int, factor: int, keep: dict | No
         if keep is not None and w == windows[i][0]:
             keep[i] = wd
         yield wd.before, wd.after, wd.valid, wd.dsm_before, wd.dsm_after
+
+
+def _area_mask(area, shape: tuple[int, int], transform) -> np.ndarray:
+    """Pixels of a window inside ``area`` (red lines + buffer). OpenCV's fillPoly is ~3x
+    cheaper per call than rasterio's rasterize, and most windows need one; the mask
+    differs from GDAL's only within a pixel of the outline (the buffer's edge)."""
+    if transform.b or transform.d:  # a rotated grid: let GDAL do it
+        return rasterize([area], out_shape=shape, transform=transform, fill=0, dtype="uint8").astype(bool)
+    shift = 4  # vertices in 1/16 pixel
+    rings = []
+    for part in shapely.get_parts(area):
+        if part.geom_type != "Polygon":
+            continue
+        for ring in (part.exterior, *part.interiors):
+            xy = shapely.get_coordinates(ring)
+            # OpenCV puts pixel centres on whole coordinates, GDAL on halves
+            col = (xy[:, 0] - transform.c) / transform.a - 0.5
+            row = (xy[:, 1] - transform.f) / transform.e - 0.5
+            rings.append(np.round(np.column_stack([col, row]) * (1 << shift)).astype(np.int32))
+    mask = np.zeros(shape, np.uint8)
+    if rings:  # holes: fillPoly fills by the even-odd rule
+        cv2.fillPoly(mask, rings, 1, lineType=cv2.LINE_8, shift=shift)
+    return mask.view(bool)
 
 
 def _load_model(model, nir: bool):
