@@ -39,21 +39,29 @@ log = logging.getLogger(__name__)
 __all__ = ["superpixels", "region_features", "segment_features", "fit", "save_model", "load_model",
            "segment_probability", "object_probability", "pair_samples", "MODEL_VERSION"]
 
-MODEL_VERSION = 2
+MODEL_VERSION = 3
 #: segment spacing on the ground (m): still under half a 6-10 m village house; 3 m
 #: segments were too small to carry texture statistics (LOO pixel F1 0.760 vs 0.773 at 4 m, 0.75 at 5-6 m)
 SEGMENT_SPACING_M = 4.0
+#: marker grids the segments are grown from, as shifts of the grid (share of the spacing):
+#: a second grid, half a spacing off, puts segment borders elsewhere, and averaging
+#: the two segmentations' probabilities softens the superpixel staircase (trained on
+#: both, the model also sees twice as many segments). Leave-one-out F1: 0.783 -> 0.787
+#: with the grid alone, 0.794 with the grad_change and context features
+GRID_SHIFTS = (0.0, 0.5)
 
 
-def superpixels(f: dict, res: float) -> tuple[np.ndarray, int]:
-    """Marker-grid watershed superpixels; returns (labels 0..n-1 int32, n)."""
+def superpixels(f: dict, res: float, shift: float = 0.0) -> tuple[np.ndarray, int]:
+    """Marker-grid watershed superpixels; returns (labels 0..n-1 int32, n).
+    ``shift``: the marker grid moves this share of the spacing down and right."""
     L_a, L_b = f["L_a"], f["L_b"]
     h, w = L_a.shape
     img = np.dstack([np.clip(L_a * 2.55, 0, 255), np.clip(L_b * 2.55, 0, 255),
                      np.clip(f["dmag"] * 4, 0, 255)]).astype(np.uint8)
     step = max(3, int(round(SEGMENT_SPACING_M / res)))
+    first = (step // 2 + int(round(shift * step))) % step
     markers = np.zeros((h, w), np.int32)
-    ys, xs = np.meshgrid(np.arange(step // 2, h, step), np.arange(step // 2, w, step), indexing="ij")
+    ys, xs = np.meshgrid(np.arange(first, h, step), np.arange(first, w, step), indexing="ij")
     markers[ys, xs] = np.arange(1, ys.size + 1).reshape(ys.shape)
     cv2.watershed(img, markers)
     # watershed lines (-1) join the neighbouring segment
@@ -153,12 +161,16 @@ def _check_nir(model: dict, nir: bool) -> None:
 
 
 def segment_probability(model: dict, f: dict, res: float, nir: bool) -> np.ndarray:
-    """Change probability per pixel, constant over each superpixel."""
+    """Change probability per pixel: the mean over the :data:`GRID_SHIFTS` segmentations
+    of each segment's probability."""
     _check_nir(model, nir)
-    labels, n = superpixels(f, res)
-    X = segment_features(feature_stack(f), labels, n)
-    p = model["classifier"].predict_proba(X)[:, 1].astype(np.float32)
-    return p[labels]
+    stack = feature_stack(f)
+    out = None
+    for shift in GRID_SHIFTS:
+        labels, n = superpixels(f, res, shift)
+        p = model["classifier"].predict_proba(segment_features(stack, labels, n))[:, 1].astype(np.float32)[labels]
+        out = p if out is None else out + p
+    return out / np.float32(len(GRID_SHIFTS))
 
 
 def object_probability(model: dict, f: dict, labels: np.ndarray, n: int, nir: bool) -> np.ndarray:
@@ -173,9 +185,15 @@ def pair_samples(before: np.ndarray, after: np.ndarray, label: np.ndarray, res: 
     """Training rows from one labelled pair: segment features, segment is change
     when more than half its pixels are labelled change."""
     f = compute_features(before, after, stats, nir=nir, full=True, res=res)
-    labels, n = superpixels(f, res)
-    X = segment_features(feature_stack(f), labels, n)
-    frac = np.bincount(labels.ravel(), weights=label.ravel().astype(np.float64), minlength=n) / \
-        np.maximum(np.bincount(labels.ravel(), minlength=n), 1)
-    keep = np.bincount(labels.ravel(), minlength=n) > 0
-    return X[keep], (frac[keep] > 0.5).astype(np.uint8)
+    stack = feature_stack(f)
+    Xs, ys = [], []
+    for shift in GRID_SHIFTS:
+        labels, n = superpixels(f, res, shift)
+        X = segment_features(stack, labels, n)
+        count = np.bincount(labels.ravel(), minlength=n)
+        frac = np.bincount(labels.ravel(), weights=label.ravel().astype(np.float64), minlength=n) / \
+            np.maximum(count, 1)
+        keep = count > 0
+        Xs.append(X[keep])
+        ys.append((frac[keep] > 0.5).astype(np.uint8))
+    return np.concatenate(Xs), np.concatenate(ys)

@@ -13,7 +13,9 @@ Cues (all in [0, 1] or small signed ranges, independent of the scene):
   which is common on Chinese village workshops.
 - ``veg_b`` / ``veg_a``: NDVI when there is a NIR band, else ExG (2g - r - b on
   chromaticity).
-- ``edge_b`` / ``edge_a``: local gradient energy (new buildings bring edges).
+- ``edge_b`` / ``edge_a``: local gradient energy (new buildings bring edges);
+  ``grad_change``: how much the gradient vector changed (new walls and shadow lines).
+- ``*_ctx``: the change, roof and building cues over ~12 m around (the classifier's context).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ __all__ = ["SceneStats", "compute_features", "FEATURE_NAMES", "feature_stack"]
 
 #: Lab colour change (units) at which the change cue reaches tanh(1) = 0.76
 CHANGE_SCALE = 15.0
+#: Gaussian sigma (m) of the neighbourhood maps the trained classifier sees
+CONTEXT_M = 12.0
 #: how much a roof-like before image lowers the building score (grey soil looks
 #: roof-like too, so not all the way)
 ROOF_BEFORE_WEIGHT = 0.7
@@ -105,10 +109,19 @@ def _roof(sat: np.ndarray, veg: np.ndarray, lab_a: np.ndarray, lab_b: np.ndarray
     return np.minimum(grey, 1, out=grey)
 
 
-def _grad(L: np.ndarray) -> np.ndarray:
-    gx = cv2.Sobel(L, cv2.CV_32F, 1, 0, ksize=3)
-    gy = cv2.Sobel(L, cv2.CV_32F, 0, 1, ksize=3)
-    return cv2.blur(cv2.magnitude(gx, gy), (7, 7))
+def _sobel(L: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return cv2.Sobel(L, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(L, cv2.CV_32F, 0, 1, ksize=3)
+
+
+def _edges(L_a: np.ndarray, L_b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gradient energy of each date, and of the change of the gradient vector: a new
+    roof edge or shadow line changes the direction of the gradient even where its
+    strength stays (a field's furrows replaced by a house's walls)."""
+    gxa, gya = _sobel(L_a)
+    gxb, gyb = _sobel(L_b)
+    edge_a = cv2.blur(cv2.magnitude(gxa, gya), (7, 7))
+    edge_b = cv2.blur(cv2.magnitude(gxb, gyb), (7, 7))
+    return edge_a, edge_b, cv2.blur(cv2.magnitude(gxb - gxa, gyb - gya), (5, 5))
 
 
 def compute_features(before: np.ndarray, after: np.ndarray, stats: SceneStats, *,
@@ -158,11 +171,14 @@ def compute_features(before: np.ndarray, after: np.ndarray, stats: SceneStats, *
             "A_a": A_a, "A_b": A_b,
             "B_a": B_a, "B_b": B_b,
             "sat_a": sat_a, "sat_b": sat_b,
-            "edge_a": _grad(L_a), "edge_b": _grad(L_b),
         })
+        f["edge_a"], f["edge_b"], f["grad_change"] = _edges(L_a, L_b)
         for s in (2.0, 6.0):
             for k in ("dmag", "roof_b", "roof_a", "veg_b", "L_b", "building"):
                 f[f"{k}_s{int(s)}"] = _blur(f[k], s)
+        # the neighbourhood (a house among houses, a roof-like patch in a bare field)
+        for k in ("dmag", "roof_b", "building"):
+            f[f"{k}_ctx"] = _blur(f[k], CONTEXT_M / res)
         for k, L in (("tex_a", L_a), ("tex_b", L_b)):
             m = cv2.blur(L, (9, 9))
             f[k] = np.sqrt(np.maximum(cv2.blur(L * L, (9, 9)) - m * m, 0))
@@ -176,6 +192,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "edge_a", "edge_b", "tex_a", "tex_b",
     "dmag_s2", "roof_b_s2", "roof_a_s2", "veg_b_s2", "L_b_s2", "building_s2",
     "dmag_s6", "roof_b_s6", "roof_a_s6", "veg_b_s6", "L_b_s6", "building_s6",
+    "grad_change", "dmag_ctx", "roof_b_ctx", "building_ctx",
 )
 
 
