@@ -104,3 +104,22 @@ def test_segment_features_add_neighbour_means():
     assert np.allclose(X[:, :own.shape[1]], own)
     # 0 touches 1 and 2, 1 touches 0 and 2, 2 touches 0 and 1
     assert np.allclose(X[:, -1], [(3 + 8) / 2, (1 + 8) / 2, (1 + 3) / 2])
+
+
+def test_shifted_grids_cut_segments_elsewhere():
+    """The second marker grid (GRID_SHIFTS) covers the window with as many segments,
+    but with borders in other places: that is what averaging the two buys."""
+    from gis.detect.classifier import GRID_SHIFTS, superpixels
+    from gis.detect.features import SceneStats, compute_features
+
+    rng = np.random.default_rng(3)
+    before = np.clip(rng.normal(120, 30, (3, 64, 64)), 0, 255).astype(np.float32)
+    after = np.clip(before + rng.normal(0, 20, before.shape), 0, 255).astype(np.float32)
+    f = compute_features(before, after, SceneStats(), full=True, res=1.0)
+    (a, na), (b, nb) = (superpixels(f, 1.0, s) for s in GRID_SHIFTS[:2])
+    assert na == nb == 16 * 16  # 4 m spacing on a 64 m window
+    assert a.min() == 0 and a.max() == na - 1 and b.max() == nb - 1
+    # borders (label changes between neighbours) fall in different places
+    edge_a = np.diff(a, axis=1) != 0
+    edge_b = np.diff(b, axis=1) != 0
+    assert (edge_a != edge_b).mean() > 0.1
