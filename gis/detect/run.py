@@ -105,14 +105,15 @@ def _gdal_env():
     return rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB)
 
 
-def run_window(task: WindowTask, data: WindowData | None = None) -> WindowResult:
+def run_window(task: WindowTask, data: WindowData | None = None, features: dict | None = None) -> WindowResult:
     """Detect changes in one window. Pure function of the task (no shared state);
-    ``data``: the window already read (by the scene sample), else it is read here."""
+    ``data``: the window already read (by the scene sample), else it is read here;
+    ``features``: its feature maps already computed (by the scene statistics)."""
     with _gdal_env():
-        return _run_window(task, data)
+        return _run_window(task, data, features)
 
 
-def _run_window(task: WindowTask, data: WindowData | None) -> WindowResult:
+def _run_window(task: WindowTask, data: WindowData | None, features: dict | None = None) -> WindowResult:
     pair, win, fac = task.pair, task.window, task.factor
     res = pair.grid.res * fac
     wd = data if data is not None else read_window(pair, win, fac)
@@ -129,8 +130,11 @@ def _run_window(task: WindowTask, data: WindowData | None) -> WindowResult:
     objects_model = isinstance(model, dict) and model["mode"] == "objects"
     if segments_model or objects_model:
         from gis.detect import classifier as clf_mod
-    f = compute_features(wd.before, wd.after, task.stats, nir=pair.has_nir,
-                         full=segments_model or objects_model, res=res)
+    if features is not None and not (segments_model or objects_model):
+        f = features
+    else:
+        f = compute_features(wd.before, wd.after, task.stats, nir=pair.has_nir,
+                             full=segments_model or objects_model, res=res)
     masks: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     t = task.stats.building_threshold
     if segments_model:
@@ -204,12 +208,16 @@ def _layer(value, crs, reader: str):
     return value.to_crs(crs) if value.crs != crs else value
 
 
-def _sample(pair: ImagePair, windows: list, n: int, factor: int, keep: dict | None = None):
+def _sample(pair: ImagePair, windows: list, n: int, factor: int, keep: dict | None = None,
+            order: list | None = None):
     """Up to ``n`` windows spread over the list; only the first 512 x 512 px of each is
     read (one tile of a tiled file), which is plenty for statistics. A sampled window
-    read whole is put in ``keep`` (index -> WindowData), so it is not decoded twice."""
+    read whole is put in ``keep`` (index -> WindowData), so it is not decoded twice;
+    ``order`` receives the index of each window yielded."""
     idx = np.unique(np.linspace(0, len(windows) - 1, min(n, len(windows))).round().astype(int))
     for i in idx.tolist():
+        if order is not None:
+            order.append(i)
         w = windows[i][1]
         w = Window(w.col_off, w.row_off, min(w.width, 512), min(w.height, 512))
         with _gdal_env():
@@ -330,9 +338,15 @@ def _detect(pool, before, after, dsm_before, dsm_after, within, inventory, parce
         windows = cropped
     mins = dict(MIN_AREA) if min_area is None else {k: float(min_area) for k in KINDS}
     sampled: dict[int, WindowData] = {}
-    stats = estimate_stats(_sample(pair, windows, SAMPLE_WINDOWS, factor, sampled), nir=pair.has_nir,
-                           res=pair.grid.res * factor) \
+    order: list[int] = []
+    feats: list = []
+    stats = estimate_stats(_sample(pair, windows, SAMPLE_WINDOWS, factor, sampled, order), nir=pair.has_nir,
+                           res=pair.grid.res * factor, features=feats) \
         if windows else SceneStats()
+    # the sampled windows' feature maps are final already (the statistics computed
+    # them after the radiometric matching): their tasks reuse them
+    sampled_f = {i: f for i, f in zip(order, feats) if i in sampled and f is not None} \
+        if len(feats) == len(order) else {}
     tasks = [WindowTask(pair, w, c, stats, mins, a, loaded, mask_out is not None, factor, i)
              for i, ((w, c), a) in enumerate(zip(windows, areas))]
     log.info("%d windows of %d px to process", len(tasks), block)
@@ -358,7 +372,7 @@ def _detect(pool, before, after, dsm_before, dsm_after, within, inventory, parce
             cv2.setNumThreads(1)  # the workers have the cores
             try:
                 for i, wd in sampled.items():
-                    empty += _collect(run_window(by_index[i], wd), results, mask_dst)
+                    empty += _collect(run_window(by_index[i], wd, sampled_f.pop(i, None)), results, mask_dst)
                     done += 1
                     step(done)
                 sampled.clear()
@@ -370,7 +384,8 @@ def _detect(pool, before, after, dsm_before, dsm_after, within, inventory, parce
                 step(done)
         else:
             for i, t in enumerate(tasks, 1):
-                empty += _collect(run_window(t, sampled.pop(t.index, None)), results, mask_dst)
+                empty += _collect(run_window(t, sampled.pop(t.index, None), sampled_f.pop(t.index, None)),
+                                  results, mask_dst)
                 step(i)
     except BaseException:
         if mask_dst is not None:

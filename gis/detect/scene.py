@@ -56,8 +56,14 @@ def _otsu(x: np.ndarray) -> float | None:
     return threshold_otsu(x)
 
 
-def estimate_stats(samples, *, nir: bool = False, res: float = 0.5) -> SceneStats:
-    """``samples``: iterable of (before, after, valid[, dsm_before, dsm_after]) arrays."""
+def estimate_stats(samples, *, nir: bool = False, res: float = 0.5, features: list | None = None) -> SceneStats:
+    """``samples``: iterable of (before, after, valid[, dsm_before, dsm_after]) arrays.
+
+    ``features``: a list that receives each sample's feature maps (None for a sample
+    without valid pixels). They depend only on the radiometric matching, which is
+    final before they are computed, so a caller may reuse them for its window
+    instead of computing them again (the thresholds set afterwards do not enter them).
+    """
     samples = list(samples)
     stats = SceneStats()
     nb = samples[0][0].shape[0] if samples else 3
@@ -83,8 +89,12 @@ def estimate_stats(samples, *, nir: bool = False, res: float = 0.5) -> SceneStat
     for s in samples:
         before, after, valid = s[0], s[1], s[2]
         if not valid.any():
+            if features is not None:
+                features.append(None)
             continue
         f = compute_features(before, after, stats, nir=nir, res=res)
+        if features is not None:
+            features.append(f)
         scores.append(f["building"][valid][::7])
         gains.append(f["veg_gain"][valid][::7])
         if len(s) > 4 and s[3] is not None and s[4] is not None:
