@@ -198,3 +198,20 @@ def test_traced_polygons_are_gdals_vertex_for_vertex(seed):
         pinched += len(rest)
         holes += sum(len(v) > 1 for v in rings.values())
     assert traced > 100 and pinched > 5 and holes > 3  # both paths were taken, holes too
+
+
+def test_scene_moments_equal_the_gathered_pixels():
+    """Radiometric matching's means and spreads from band-contiguous sub-grid copies
+    equal those of the gathered valid pixels (the earlier code) to float64 rounding."""
+    from gis.detect.scene import _moments
+
+    rng = np.random.default_rng(3)
+    imgs = [np.round(rng.uniform(0, 255, (3, 64, 80))).astype(np.float32) for _ in range(4)]
+    imgs[1] *= np.float32(1.37)  # not whole numbers (scaled uint16 imagery)
+    valid = [np.ones((64, 80), bool), rng.uniform(0, 1, (64, 80)) > 0.3, np.ones((64, 80), bool),
+             np.zeros((64, 80), bool)]
+    for k in (1, 2, 3):
+        plain = np.concatenate([im[:, ::k, ::k][:, v[::k, ::k]] for im, v in zip(imgs, valid)], 1).astype(np.float64)
+        mean, std = _moments(imgs, valid, k)
+        np.testing.assert_allclose(mean, plain.mean(1), rtol=1e-12)
+        np.testing.assert_allclose(std, plain.std(1), rtol=1e-10)

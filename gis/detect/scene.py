@@ -56,6 +56,22 @@ def _otsu(x: np.ndarray) -> float | None:
     return threshold_otsu(x)
 
 
+def _moments(images: list, valid: list, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-band mean and standard deviation of the valid pixels on every ``k``-th row
+    and column of ``images`` ((bands, h, w) arrays), in float64. The pixels are laid
+    out band by band (contiguous rows: numpy sums them pairwise, and a copy of a
+    sub-grid is cheap where a boolean gather of a strided view is not)."""
+    parts = []
+    for img, v in zip(images, valid):
+        x, v = img[:, ::k, ::k], v[::k, ::k]
+        parts.append(x.reshape(len(x), -1) if v.all() else x[:, v])
+    p = np.concatenate(parts, 1, dtype=np.float64)
+    mean = p.mean(1)
+    p -= mean[:, None]
+    np.square(p, out=p)
+    return mean, np.sqrt(p.mean(1))
+
+
 def estimate_stats(samples, *, nir: bool = False, res: float = 0.5, features: list | None = None) -> SceneStats:
     """``samples``: iterable of (before, after, valid[, dsm_before, dsm_after]) arrays.
 
@@ -74,15 +90,13 @@ def estimate_stats(samples, *, nir: bool = False, res: float = 0.5, features: li
     # for means and spreads (and much cheaper than gathering every valid pixel)
     n_pix = sum(s[2].size for s in used)
     k = max(1, int(np.sqrt(n_pix / MATCH_PIXELS)))
-    grid = [(s[0][:, ::k, ::k], s[1][:, ::k, ::k], s[2][::k, ::k]) for s in used]
-    pb = np.concatenate([b[:, v] for b, _, v in grid], 1).astype(np.float64)
-    pa = np.concatenate([a[:, v] for _, a, v in grid], 1).astype(np.float64)
-    sb, sa = pb.std(1) + 1e-3, pa.std(1)
+    (mb, sb), (ma, sa) = (_moments([s[j] for s in used], [s[2] for s in used], k) for j in (0, 1))
+    sb += 1e-3
     gain = np.ones(4, np.float32)
     offset = np.zeros(4, np.float32)
     # a gain far from 1 means different content, not light: clip it
     gain[:nb] = np.clip(sa / sb, 0.6, 1.6)
-    offset[:nb] = pa.mean(1) - gain[:nb] * pb.mean(1)
+    offset[:nb] = ma - gain[:nb] * mb
     stats.gain, stats.offset = gain, offset
 
     scores, gains, dz = [], [], []
