@@ -15,8 +15,11 @@ COG orthophoto usually has: detection (1 m work pixels) then decodes the 2x
 overview, a quarter of the pixels; (b) still reads full resolution.
 
 Prints the ratio (a)/(b) (target <= 0.5), the throughput over the pixels
-actually processed per core (target >= 25 MP/s), and peak RSS of the detect
-process (all its processes; target < 1.5 GB for much larger pairs: memory is windowed).
+actually processed per core (target >= 25 MP/s: pixels / wall time / workers), the
+same pixels per CPU second the detect run used (user + system time of all its
+processes and threads: what a run costs whatever the machine's load or threads),
+and peak RSS of the detect process (all its processes; target < 1.5 GB for much
+larger pairs: memory is windowed).
 
     python scripts/bench_detect.py [--size 20000] [--workers 2] [--keep DIR [--reuse]] [--overviews]
 """
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import subprocess
 import sys
 import tempfile
@@ -113,11 +117,12 @@ def full_read(paths, threads: int) -> float:
     return time.perf_counter() - t0
 
 
-def run_detect(cmd) -> tuple[float, int, str]:
-    """Wall time, peak total RSS (the command and its worker processes, sampled every
-    20 ms) and stdout of one `gis detect` run."""
+def run_detect(cmd) -> tuple[float, float, int, str]:
+    """Wall time, CPU time (user + system of the command, its threads and its worker
+    processes), peak total RSS (sampled every 20 ms) and stdout of one `gis detect` run."""
     import psutil
 
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     ps, peak = psutil.Process(proc.pid), 0
@@ -132,7 +137,10 @@ def run_detect(cmd) -> tuple[float, int, str]:
     stdout, stderr = proc.communicate()
     if proc.returncode:
         raise SystemExit(f"gis detect failed: {stderr}")
-    return ta, peak, stdout
+    # the command waits for its workers, so their time is in its children's rusage
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+    return ta, cpu, peak, stdout
 
 
 def main(argv=None) -> int:
@@ -167,13 +175,15 @@ def main(argv=None) -> int:
     cmd = [str(gis), "detect", "--before", str(before), "--after", str(after), "--within", str(red),
            "--workers", str(args.workers), "--no-progress", "--out", str(out / "changes.gpkg")]
     # the machine may be shared: medians of --repeat alternating runs
-    tas, tbs, rss = [], [], []
+    tas, tbs, rss, cpus = [], [], [], []
     for _ in range(args.repeat):
-        ta, peak, stdout = run_detect(cmd)
+        ta, cpu, peak, stdout = run_detect(cmd)
         tas.append(ta)
+        cpus.append(cpu)
         rss.append(peak)
         tbs.append(full_read([before, after], args.workers))
     ta, tb, rss_gb = float(np.median(tas)), float(np.median(tbs)), max(rss) / 1e9
+    cpu = float(np.median(cpus))
     from gis.imagery import open_pair, windows_within
     pair = open_pair(before, after)
     wins = windows_within(pair.grid, gpd.read_file(red).geometry.values, buffer=20.0, block=512)
@@ -181,12 +191,16 @@ def main(argv=None) -> int:
     res = {"size": args.size, "workers": args.workers, "overviews": ovr, "detect_s": ta, "full_read_s": tb, "ratio": ta / tb,
            "processed_mp": processed / 1e6, "processed_share": processed / args.size ** 2,
            "mp_per_s_per_core": processed / 1e6 / ta / args.workers, "peak_rss_gb": rss_gb,
-           "output": stdout.strip(), "detect_runs_s": tas, "full_read_runs_s": tbs}
+           "detect_cpu_s": cpu, "mp_per_cpu_s": processed / 1e6 / cpu,
+           "output": stdout.strip(), "detect_runs_s": tas, "detect_cpu_runs_s": cpus, "full_read_runs_s": tbs}
     print(f"(a) gis detect end to end: {ta:.2f} s   (b) full read of both images: {tb:.2f} s   "
           f"ratio (a)/(b) = {ta / tb:.2f} (target <= 0.5)")
     print(f"processed {processed / 1e6:.0f} MP per image ({100 * res['processed_share']:.1f} % of it): "
           f"{res['mp_per_s_per_core']:.1f} MP/s per core (target >= 25); peak RSS of the detect run "
           f"(all processes) {rss_gb:.2f} GB; medians of {args.repeat} runs; overviews {ovr or 'none'}")
+    print(f"CPU time of the detect run (user + system, all its processes and threads): {cpu:.2f} s, "
+          f"{res['mp_per_cpu_s']:.1f} MP per CPU second; runs: wall "
+          f"{', '.join(f'{t:.2f}' for t in tas)} s, CPU {', '.join(f'{c:.2f}' for c in cpus)} s")
     print(stdout.strip())
     if args.json:
         args.json.write_text(json.dumps(res, indent=1))
