@@ -97,7 +97,12 @@ def test_components_and_polygons_equal_whole_window_versions(seed):
     masks = {"new_structure": (_blobs(seed, shape_), rng.uniform(0, 1, shape_).astype(np.float32)),
              "new_crops": (_blobs(seed + 10, shape_), rng.uniform(0, 1, shape_).astype(np.float32))}
     bright = rng.uniform(100, 255, shape_).astype(np.float32)
-    labels, records = components(masks, res=1.0, core=(0, 0) + shape_, min_area=MIN_AREA, brightness=lambda: bright)
+    labels, records = components(masks, res=1.0, core=(0, 0) + shape_, min_area=MIN_AREA, brightness=bright)
+    # confidence and brightness as functions of the object pixels: the same records
+    lazy = {k: (m, lambda fg, c=c: c.ravel()[fg]) for k, (m, c) in masks.items()}
+    labels2, records2 = components(lazy, res=1.0, core=(0, 0) + shape_, min_area=MIN_AREA,
+                                   brightness=lambda fg: bright.ravel()[fg])
+    assert records2 == records and np.array_equal(labels2, labels)
     assert len(records) > 3
     # the whole-window reference: label every kind, sum confidences over all pixels
     taken = np.zeros(shape_, bool)
@@ -116,6 +121,9 @@ def test_components_and_polygons_equal_whole_window_versions(seed):
     assert set(np.unique(labels)) == {0} | {r["id"] for r in records}
     tf = from_origin(500000.0, 3400000.0, 1.0, 1.0)
     fast = polygonise(labels, tf, 1.0)
+    # the records' boxes are the labels' bounding boxes: the same polygons from them
+    boxed = polygonise(labels, tf, 1.0, {r["id"]: r["box"] for r in records})
+    assert {k: shapely.to_wkb(g) for k, g in boxed.items()} == {k: shapely.to_wkb(g) for k, g in fast.items()}
     plain = {}
     for g, v in shapes(labels, mask=labels > 0, transform=tf, connectivity=8):
         plain.setdefault(int(v), []).append(shape(g))
@@ -189,11 +197,9 @@ def test_traced_polygons_are_gdals_vertex_for_vertex(seed):
         assert set(got) == set(want)
         for i, g in want.items():
             assert shapely.to_wkb(got[i]) == shapely.to_wkb(g), (seed, k, i)
-        from gis.detect.objects import _trace
+        from gis.detect.objects import _boxes, _trace
 
-        nz = np.flatnonzero(labels)
-        r, c = nz // labels.shape[1], nz % labels.shape[1]
-        rings, rest = _trace(labels[r.min():, c.min():], labels.ravel()[nz], r - r.min(), c - c.min())
+        rings, rest = _trace(labels, _boxes(labels))
         traced += len(rings)
         pinched += len(rest)
         holes += sum(len(v) > 1 for v in rings.values())

@@ -35,11 +35,13 @@ def components(masks: dict[str, tuple[np.ndarray, np.ndarray]], *, res: float,
 
     ``masks``: kind -> (bool mask, confidence map in [0, 1]); earlier kinds win
     where masks overlap. ``core``: (row0, col0, row1, col1) in window pixels.
-    Records: dicts with id, kind, confidence, area_m2 (pixel count x area).
+    Records: dicts with id, kind, confidence, pixels, edge and box (row0, col0, row1,
+    col1 of the object in the window).
     ``brightness`` (after image, 0-255) and ``tall`` (DSM height gain, if any) let
     large bright new objects that did not rise be labelled greenhouses (new_crops).
-    ``brightness`` may be a function returning that image: it is then computed only
-    for a window that holds new structures.
+    A confidence map or ``brightness`` may also be a function of the flat indexes
+    of the object pixels returning their values: it is then computed only there
+    (a few % of a window), and only for a window that holds objects of its kind.
     """
     shape = next(iter(masks.values()))[0].shape
     labels = np.zeros(shape, np.int32)
@@ -69,13 +71,11 @@ def components(masks: dict[str, tuple[np.ndarray, np.ndarray]], *, res: float,
         # the same pixel order as over the whole window
         fg = np.flatnonzero(m)
         flat = lab.ravel()[fg]
-        conf_sum = np.bincount(flat, weights=conf.ravel()[fg], minlength=n)
+        conf_sum = np.bincount(flat, weights=_at(conf, fg), minlength=n)
         mean_conf = conf_sum / np.maximum(st[:, cv2.CC_STAT_AREA], 1)
         bright = None
         if brightness is not None and kind == "new_structure":
-            if callable(brightness):
-                brightness = brightness()
-            bright = np.bincount(flat, weights=brightness.ravel()[fg], minlength=n) / \
+            bright = np.bincount(flat, weights=_at(brightness, fg), minlength=n) / \
                 np.maximum(st[:, cv2.CC_STAT_AREA], 1)
             if tall is not None:  # a DSM saw it rise: a building, however bright
                 rose = np.bincount(flat, weights=tall.ravel()[fg].astype(np.float64), minlength=n)
@@ -91,28 +91,39 @@ def components(masks: dict[str, tuple[np.ndarray, np.ndarray]], *, res: float,
             if bright is not None and bright[i] >= GREENHOUSE_BRIGHTNESS and area[i] >= GREENHOUSE_MIN_AREA:
                 k = "new_crops"
             records.append({"id": int(remap[i]), "kind": k, "confidence": float(np.clip(mean_conf[i], 0, 1)),
-                            "pixels": int(st[i, cv2.CC_STAT_AREA]), "edge": bool(edge[i])})
+                            "pixels": int(st[i, cv2.CC_STAT_AREA]), "edge": bool(edge[i]),
+                            "box": (int(y[i]), int(x[i]), int(y[i] + st[i, cv2.CC_STAT_HEIGHT]),
+                                    int(x[i] + st[i, cv2.CC_STAT_WIDTH]))})
         next_id += len(ids)
     return labels, records
 
 
-def polygonise(labels: np.ndarray, transform, res: float) -> dict[int, object]:
+def _at(values, fg: np.ndarray) -> np.ndarray:
+    """``values`` (an image, or a function of flat pixel indexes) at the pixels ``fg``."""
+    return values(fg) if callable(values) else values.ravel()[fg]
+
+
+def polygonise(labels: np.ndarray, transform, res: float, boxes: dict | None = None) -> dict[int, object]:
     """Label image -> {id: polygon}, pixel-edged polygons simplified by half a pixel.
+    ``boxes``: {id: (row0, col0, row1, col1)} of every label, if known (as
+    :func:`components` gives them), else they are found here.
 
     Each label's outline is traced by OpenCV on its own bounding box (see
     :func:`_trace`): the same rings, vertex for vertex, as GDAL's polygoniser
     (8-connected) gives over the labels' bounding box, at a fraction of its cost
     per call. A label that touches itself only diagonally somewhere (a pinch: GDAL's
     ring passes that corner twice, in an order of its own) is left to GDAL."""
-    nz = np.flatnonzero(labels)
-    if not len(nz):
+    if boxes is None:
+        boxes = _boxes(labels)
+    if not boxes:
         return {}
-    w = labels.shape[1]
-    rows, cols = nz // w, nz % w
-    r0, r1, c0, c1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
-    tf = transform @ Affine.translation(int(c0), int(r0))
+    b = np.array(list(boxes.values()))
+    r0, c0 = int(b[:, 0].min()), int(b[:, 1].min())
+    r1, c1 = int(b[:, 2].max()), int(b[:, 3].max())
+    # the same box and transform as a polygoniser pass over the labels' bounding box
+    tf = transform @ Affine.translation(c0, r0)
     box = labels[r0:r1, c0:c1]
-    rings, rest = _trace(box, labels.ravel()[nz], rows - r0, cols - c0)
+    rings, rest = _trace(box, {i: (ra - r0, ca - c0, rb - r0, cb - c0) for i, (ra, ca, rb, cb) in boxes.items()})
     ids, polys = [], []
     for i, rs in rings.items():
         # GDAL puts the pixel corner (X, Y) at gt0 + X * gt1 + Y * gt2 (and so on):
@@ -140,25 +151,35 @@ def _closed(xy: np.ndarray) -> np.ndarray:
     return np.concatenate([xy, xy[:1]])
 
 
-def _trace(box: np.ndarray, lab: np.ndarray, r: np.ndarray, c: np.ndarray) -> tuple[dict[int, list], set[int]]:
-    """Pixel-edge rings of every label in ``box`` (``lab``, ``r``, ``c``: the label, row
-    and column of each labelled pixel): {id: [(X, Y) exterior, (X, Y) holes...]} in
-    pixel-corner coordinates of the box, as GDAL orders them (exterior from its top
-    left corner down the left edge, holes from theirs along the top edge, holes
-    sorted by that corner, no collinear vertices); and the ids left to GDAL.
+def _boxes(labels: np.ndarray) -> dict[int, tuple[int, int, int, int]]:
+    """{id: (row0, col0, row1, col1)} of every label in ``labels``."""
+    nz = np.flatnonzero(labels)
+    if not len(nz):
+        return {}
+    lab = labels.ravel()[nz]
+    order = np.argsort(lab, kind="stable")
+    nz, lab = nz[order], lab[order]
+    ids, start = np.unique(lab, return_index=True)
+    r, c = nz // labels.shape[1], nz % labels.shape[1]
+    return dict(zip(ids.tolist(), zip(np.minimum.reduceat(r, start).tolist(), np.minimum.reduceat(c, start).tolist(),
+                                      (np.maximum.reduceat(r, start) + 1).tolist(),
+                                      (np.maximum.reduceat(c, start) + 1).tolist())))
+
+
+def _trace(box: np.ndarray, boxes: dict) -> tuple[dict[int, list], set[int]]:
+    """Pixel-edge rings of every label in ``box`` (``boxes``: {id: (row0, col0, row1,
+    col1)} in the box): {id: [(X, Y) exterior, (X, Y) holes...]} in pixel-corner
+    coordinates of the box, as GDAL orders them (exterior from its top left corner
+    down the left edge, holes from theirs along the top edge, holes sorted by that
+    corner, no collinear vertices); and the ids left to GDAL.
 
     OpenCV traces the centres of a region's border pixels; on the mask upsampled 2x
     those centres sit a quarter of a pixel inside the pixel edges (or cut a concave
     corner by a quarter pixel), so rounding them gives the pixel corners exactly."""
-    order = np.argsort(lab, kind="stable")
-    lab, r, c = lab[order], r[order], c[order]
-    ids, start = np.unique(lab, return_index=True)
-    rmin, rmax = np.minimum.reduceat(r, start), np.maximum.reduceat(r, start)
-    cmin, cmax = np.minimum.reduceat(c, start), np.maximum.reduceat(c, start)
     out: dict[int, list] = {}
     rest: set[int] = set()
-    for i, ra, rb, ca, cb in zip(ids.tolist(), rmin.tolist(), rmax.tolist(), cmin.tolist(), cmax.tolist()):
-        sub = box[ra:rb + 1, ca:cb + 1] == i
+    for i, (ra, ca, rb, cb) in sorted(boxes.items()):
+        sub = box[ra:rb, ca:cb] == i
         # a pinch: a 2 x 2 block holding the label on one diagonal only
         nw, ne, sw, se = sub[:-1, :-1], sub[:-1, 1:], sub[1:, :-1], sub[1:, 1:]
         if ((nw & se & ~ne & ~sw) | (ne & sw & ~nw & ~se)).any():

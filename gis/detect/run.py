@@ -146,11 +146,14 @@ def _run_window(task: WindowTask, data: WindowData | None, features: dict | None
         masks["new_structure"] = (p >= 0.5, p)
     else:
         m, s = building_mask(f, task.stats, res)
-        masks["new_structure"] = (m, np.clip(s / (2 * t), 0, 1))
+        # the confidence is only read at object pixels (see components)
+        masks["new_structure"] = (m, lambda fg, s=s: np.clip(s.ravel()[fg] / (2 * t), 0, 1))
     gain = None
     if wd.dsm_before is not None and wd.dsm_after is not None:
         gain, loss, hs = height_masks(wd.dsm_before, wd.dsm_after, f, task.stats, res, pair.has_nir)
         m0, c0 = masks["new_structure"]
+        if callable(c0):
+            c0 = c0(np.arange(m0.size)).reshape(m0.shape)
         # a height gain confirms a spectral change and finds grey-on-grey ones
         masks["new_structure"] = (m0 | gain, np.maximum(c0, np.where(gain, 0.5 + 0.5 * hs, 0)))
         masks["demolished"] = (loss, 0.5 + 0.5 * hs)
@@ -161,8 +164,10 @@ def _run_window(task: WindowTask, data: WindowData | None, features: dict | None
         masks["demolished"] = (m & ~masks["new_structure"][0], np.clip(s / (2 * t), 0, 1))
     masks["new_crops"] = vegetation_mask(f, task.stats, res, pair.has_nir)
     masks = {k: (m & valid, c) for k, (m, c) in masks.items()}
+    # mean of R, G, B: at object pixels only (a gather then the same float32 sums)
+    after = wd.after[:3].reshape(3, -1)
     labels, records = components(masks, res=res, core=core, min_area=task.min_area,
-                                 brightness=lambda: wd.after[:3].mean(0), tall=gain)
+                                 brightness=lambda fg: after[:, fg].mean(0), tall=gain)
     if objects_model and records:
         n = labels.max() + 1
         p = clf_mod.object_probability(model, f, labels, n, pair.has_nir)
@@ -173,7 +178,7 @@ def _run_window(task: WindowTask, data: WindowData | None, features: dict | None
                 keep_ids.add(r["id"])
         records = [r for r in records if r["id"] in keep_ids]
         labels = np.where(np.isin(labels, list(keep_ids)), labels, 0)
-    polys = polygonise(labels, wd.transform, res)
+    polys = polygonise(labels, wd.transform, res, {r["id"]: r.pop("box") for r in records})
     geoms, out = [], []
     for r in records:
         g = polys.get(r["id"])
