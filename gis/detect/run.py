@@ -210,6 +210,10 @@ def _layer(value, crs, reader: str):
     if value.crs is None:
         from gis.errors import MissingCRSError
         raise MissingCRSError("layer has no CRS", hint="set its CRS (e.g. EPSG:4547) and run again")
+    # the same authority code (the usual case) needs no comparison of the full
+    # definitions (pyproj parses the image CRS's WKT for it: ~12 ms)
+    if value.crs.srs.upper() == crs.to_string().upper():
+        return value
     return value.to_crs(crs) if value.crs != crs else value
 
 
