@@ -1,5 +1,9 @@
 """`gis detect` and `gis model train` from the command line."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import geopandas as gpd
 import numpy as np
 import rasterio
@@ -21,6 +25,26 @@ def test_detect_writes_changes_layer(scene, tmp_path):
     assert {"kind", "area_m2", "area_mu", "confidence", "project_id", "parcel_id", "in_inventory"} <= set(ch.columns)
     assert len(ch) >= 5 and set(ch.project_id) <= {"P1", "P2"} and (ch.area_m2 >= 25).all()
     assert "change polygons" in r.output
+
+
+def test_detect_process_writes_the_same_layer(scene, tmp_path):
+    """The `gis` program itself (its own process: the collector is frozen at exit, so
+    nothing may depend on exit-time collection) writes a complete GeoPackage, the
+    same as the in-process command."""
+    red = tmp_path / "red.gpkg"
+    redlines().to_file(red, layer="redlines")
+    args = ["detect", "--before", str(scene["before"]), "--after", str(scene["after"]), "--within", str(red),
+            "--no-progress"]
+    p = subprocess.run([str(Path(sys.executable).with_name("gis")), *args, "--out", str(tmp_path / "p.gpkg")],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert "change polygons" in p.stdout
+    r = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "r.gpkg")])
+    assert r.exit_code == 0, r.output
+    a, b = gpd.read_file(tmp_path / "p.gpkg", layer="changes"), gpd.read_file(tmp_path / "r.gpkg", layer="changes")
+    assert len(a) >= 5 and len(a) == len(b)
+    assert (a.drop(columns="geometry") == b.drop(columns="geometry")).all().all()
+    assert a.geometry.geom_equals_exact(b.geometry, 1e-9).all()
 
 
 def test_detect_bad_input_exit_2(scene, tmp_path):
