@@ -1,5 +1,6 @@
 """`gis detect` and `gis model train` from the command line."""
 
+import gc
 import subprocess
 import sys
 from pathlib import Path
@@ -28,9 +29,9 @@ def test_detect_writes_changes_layer(scene, tmp_path):
 
 
 def test_detect_process_writes_the_same_layer(scene, tmp_path):
-    """The `gis` program itself (its own process: the collector is frozen at exit, so
-    nothing may depend on exit-time collection) writes a complete GeoPackage, the
-    same as the in-process command."""
+    """The `gis` program itself (its own process: the imports are frozen out of the
+    collector's way and stay so at exit, so nothing may depend on exit-time
+    collection) writes a complete GeoPackage, the same as the in-process command."""
     red = tmp_path / "red.gpkg"
     redlines().to_file(red, layer="redlines")
     args = ["detect", "--before", str(scene["before"]), "--after", str(scene["after"]), "--within", str(red),
@@ -41,6 +42,7 @@ def test_detect_process_writes_the_same_layer(scene, tmp_path):
     assert "change polygons" in p.stdout
     r = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "r.gpkg")])
     assert r.exit_code == 0, r.output
+    assert gc.isenabled() and gc.get_freeze_count() == 0  # an in-process caller gets its collector back
     a, b = gpd.read_file(tmp_path / "p.gpkg", layer="changes"), gpd.read_file(tmp_path / "r.gpkg", layer="changes")
     assert len(a) >= 5 and len(a) == len(b)
     assert (a.drop(columns="geometry") == b.drop(columns="geometry")).all().all()
