@@ -187,7 +187,7 @@ def test_traced_polygons_are_gdals_vertex_for_vertex(seed):
         n, labels = cv2.connectedComponents(m.view(np.uint8), connectivity=8)
         if k % 2:  # a second kind next to the first: labels that share edges
             m2 = (_blobs(seed * 100 + k, shape_) & (labels == 0))
-            n2, lab2 = cv2.connectedComponents(m2.view(np.uint8), connectivity=8)
+            _, lab2 = cv2.connectedComponents(m2.view(np.uint8), connectivity=8)
             labels = np.where(lab2 > 0, lab2 + n, labels).astype(np.int32)
         if not labels.any():
             continue

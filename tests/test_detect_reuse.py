@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 import shapely
-
 from detect_fixtures import scene  # noqa: F401
+
 from gis.detect import detect_changes, run
 from gis.detect.features import compute_features
 from gis.detect.scene import estimate_stats
