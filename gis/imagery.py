@@ -37,7 +37,7 @@ import cv2
 import numpy as np
 import rasterio
 import shapely
-from rasterio.enums import MaskFlags, Resampling
+from rasterio.enums import ColorInterp, MaskFlags, Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window
@@ -162,6 +162,39 @@ def _scale(src) -> float:
     return 255.0 / hi * 0.9 if hi > 0 else 1.0
 
 
+def _describe(src, bands: tuple[int, ...]) -> str:
+    alpha = sum(c == ColorInterp.alpha and i not in bands for i, c in enumerate(src.colorinterp, 1))
+    return f"{len(bands)} band{'s' * (len(bands) != 1)}" + (" and an alpha mask" if alpha else "")
+
+
+def _alpha_is_mask(src, band: int) -> bool:
+    """Does a band labelled alpha hold a mask (only 0 and full opacity)? GDAL labels
+    the fourth band of any 4-band byte GeoTIFF written with default options alpha,
+    so an RGB+NIR image often carries a NIR band labelled alpha: its values are
+    continuous. Decided on a decimated read of the band (~256 x 256 px)."""
+    dtype = np.dtype(src.dtypes[band - 1])
+    full = np.iinfo(dtype).max if dtype.kind in "ui" else 1.0
+    sample = src.read(band, out_shape=(min(256, src.height), min(256, src.width)))
+    return bool(np.isin(sample, (0, full)).all())
+
+
+def _colour_bands(src, path: Path) -> tuple[int, ...]:
+    """1-based indexes of red, green, blue (and NIR when the image has a fourth data
+    band). An alpha band, as drone mapping software writes into RGBA orthophotos, is
+    the image's validity mask (GDAL reads it as the dataset mask), never NIR. Bands
+    labelled red/green/blue are taken where they sit, else bands 1-3 are R, G, B."""
+    ci = list(src.colorinterp)
+    alpha = {i + 1 for i, c in enumerate(ci) if c == ColorInterp.alpha and _alpha_is_mask(src, i + 1)}
+    data = [i for i in range(1, src.count + 1) if i not in alpha]
+    named = [ci.index(c) + 1 for c in (ColorInterp.red, ColorInterp.green, ColorInterp.blue) if c in ci]
+    rgb = named if len(named) == 3 and not alpha & set(named) else data[:3]
+    rest = [i for i in data if i not in rgb]
+    if alpha:
+        log.info("%s: band %s is an alpha mask, read as the image's valid area", path,
+                 ", ".join(map(str, sorted(alpha))))
+    return tuple(rgb) + tuple(rest[:1]) if len(rgb) == 3 else tuple(rgb)  # too few: the caller says so
+
+
 def open_pair(before, after, dsm_before=None, dsm_after=None, band_map=None) -> ImagePair:
     """Validate two orthophotos (and DSMs) and return the pair on the after grid.
 
@@ -185,16 +218,15 @@ def open_pair(before, after, dsm_before=None, dsm_after=None, band_map=None) -> 
             if len(bands_b) != len(bands_a) or len(bands_a) < 3:
                 raise BandMismatchError("band map must name the same 3 or 4 bands in both images",
                                         path=paths[0], hint="e.g. before=1,2,3 after=1,2,3")
-        elif b.count != a.count:
-            raise BandMismatchError(
-                f"{paths[0].name} has {b.count} bands and {paths[1].name} has {a.count}",
-                path=paths[0], hint="give a band map (--bands-before 1,2,3 --bands-after 1,2,3)")
-        elif a.count < 3:
-            raise BandMismatchError(f"need RGB imagery, {paths[1].name} has {a.count} band(s)",
-                                    path=paths[1], hint="give a 3-band (RGB) or 4-band (RGB+NIR) orthophoto")
         else:
-            n = 4 if a.count >= 4 else 3
-            bands_b = bands_a = tuple(range(1, n + 1))
+            bands_b, bands_a = _colour_bands(b, paths[0]), _colour_bands(a, paths[1])
+            if len(bands_b) != len(bands_a):
+                raise BandMismatchError(
+                    f"{paths[0].name} has {_describe(b, bands_b)} and {paths[1].name} has {_describe(a, bands_a)}",
+                    path=paths[0], hint="give a band map (--bands-before 1,2,3 --bands-after 1,2,3)")
+            if len(bands_a) < 3:
+                raise BandMismatchError(f"need RGB imagery, {paths[1].name} has {_describe(a, bands_a)}",
+                                        path=paths[1], hint="give a 3-band (RGB) or 4-band (RGB+NIR) orthophoto")
         sb, sa = _scale(b), _scale(a)
     dsms = []
     for img, dsm in ((paths[0], dsm_before), (paths[1], dsm_after)):
@@ -260,7 +292,9 @@ def _dataset(path, grid: Grid, resampling) -> dict:
     entry = {"src": src, "ds": src, "ovr": None}
     if not _on_grid(src, grid):
         entry["ds"] = WarpedVRT(src, crs=grid.crs, transform=grid.transform, width=grid.width,
-                                height=grid.height, resampling=resampling, add_alpha=src.nodata is None)
+                                height=grid.height, resampling=resampling,
+                                # an alpha band of its own is warped along and stays the mask
+                                add_alpha=src.nodata is None and ColorInterp.alpha not in src.colorinterp)
         entry["ovr"] = False
     # no nodata, no mask band: asking GDAL for the mask would cost as much as the read
     entry["all_valid"] = all(MaskFlags.all_valid in f for f in entry["ds"].mask_flag_enums)

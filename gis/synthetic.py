@@ -349,6 +349,8 @@ def render_orthophoto(path, *, bounds, resolution, crs, structures=None, crops=N
     scene = _scene(bounds, seed)
     count = 4 if nir else 3
     prof = _profile(bounds, resolution, crs, count, dtype, nodata)
+    # colour bands labelled as such; without it GDAL labels a 4th byte band alpha
+    prof["photometric"] = "RGB"
     scale = 257.0 if np.dtype(dtype) == np.uint16 else 1.0
     nodata_safe = 1.0 if nodata is not None and nodata <= 0 else 0.0
     with atomic_path(path) as tmp, rasterio.open(tmp, "w", **prof) as dst:

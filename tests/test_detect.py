@@ -164,3 +164,49 @@ def test_nir_uint16_imagery(tmp_path):
     assert _matched(ch[ch.kind == "new_crops"], crops())[1]
     planted = shapely.union_all(np.concatenate([structures().geometry.values, crops().geometry.values]))
     assert (~ch.geometry.intersects(planted)).sum() == 0
+
+
+def _with_alpha(src_path, dst_path, *, edge_px: int = 0, alpha=None):
+    """``src_path`` rewritten as RGBA, as drone mapping software exports orthophotos:
+    a fourth band labelled alpha, 0 over the ``edge_px`` westernmost columns."""
+    with rasterio.open(src_path) as src:
+        data, prof = src.read(), src.profile
+    if alpha is None:
+        alpha = np.full(data.shape[1:], 255, data.dtype)
+        alpha[:, :edge_px] = 0
+    data[:, :, :edge_px] = 0
+    prof.update(count=4, photometric="RGB", alpha="YES")
+    with rasterio.open(dst_path, "w", **prof) as dst:
+        dst.write(np.concatenate([data, alpha[None]]))
+    return dst_path
+
+
+def test_rgba_orthophotos_alpha_is_the_mask_not_nir(scene, tmp_path):
+    # an RGBA pair gives what the RGB pair gives: the alpha band is neither NIR nor change
+    b = _with_alpha(scene["before"], tmp_path / "b.tif")
+    a = _with_alpha(scene["after"], tmp_path / "a.tif")
+    ch, rgb = detect_changes(b, a), detect_changes(scene["before"], scene["after"])
+    assert sorted(ch.area_m2.round(2)) == sorted(rgb.area_m2.round(2)) and len(ch)
+    # RGBA with RGB, and a transparent (alpha 0) western half: nothing reported there
+    half = _with_alpha(scene["before"], tmp_path / "half.tif", edge_px=400)
+    ch = detect_changes(half, scene["after"])
+    assert len(ch) and (ch.geometry.bounds.minx >= X0 + 200 - 1).all()
+    # and an RGBA image on another grid (warped along with its own alpha band)
+    from rasterio.warp import transform_bounds
+    bb = transform_bounds(CRS, "EPSG:32649", *BOUNDS)
+    other = ortho(tmp_path / "utm.tif", epoch=1, planted=False, crs="EPSG:32649", resolution=0.7,
+                  bounds=(bb[0] - 20, bb[1] - 20, bb[2] + 20, bb[3] + 20))
+    ch = detect_changes(_with_alpha(other, tmp_path / "utm_rgba.tif", edge_px=20), scene["after"])
+    assert _matched(ch[ch.kind == "new_structure"], structures()).mean() >= 0.8
+
+
+def test_fourth_band_labelled_alpha_with_continuous_values_is_nir(scene, tmp_path):
+    # GDAL labels the 4th band of a default 4-band byte GeoTIFF "alpha", NIR included
+    from gis.imagery import open_pair
+    with rasterio.open(scene["before"]) as src:
+        nir = src.read(2)  # any continuous band will do
+    p = _with_alpha(scene["before"], tmp_path / "rgbn.tif", alpha=nir)
+    assert open_pair(p, p).has_nir
+    masked = _with_alpha(scene["before"], tmp_path / "rgba.tif", edge_px=10)
+    pair = open_pair(masked, masked)
+    assert not pair.has_nir and pair.bands_after == (1, 2, 3)

@@ -35,6 +35,16 @@ def test_band_mismatch_and_band_map(tmp_path, scene):
         open_pair(nir, scene["after"])
     pair = open_pair(nir, scene["after"], band_map={"before": (1, 2, 3), "after": (1, 2, 3)})
     assert pair.bands_before == (1, 2, 3) and not pair.has_nir
+    # an RGBA image has 3 data bands: against RGB+NIR the message says where the 4th went
+    with rasterio.open(scene["after"]) as src:
+        prof, data = src.profile, src.read()
+    prof.update(count=4, photometric="RGB", alpha="YES")
+    rgba = tmp_path / "rgba.tif"
+    with rasterio.open(rgba, "w", **prof) as dst:
+        dst.write(np.concatenate([data, np.full_like(data[:1], 255)]))
+    with pytest.raises(BandMismatchError, match="has 4 bands and rgba.tif has 3 bands and an alpha mask"):
+        open_pair(nir, rgba)
+    assert open_pair(scene["before"], rgba).bands_after == (1, 2, 3)
 
 
 def test_truncated_file(tmp_path, scene):
