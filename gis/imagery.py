@@ -39,7 +39,7 @@ import rasterio
 import shapely
 from rasterio.enums import ColorInterp, MaskFlags, Resampling
 from rasterio.vrt import WarpedVRT
-from rasterio.warp import transform_bounds
+from rasterio.warp import calculate_default_transform, transform_bounds
 from rasterio.windows import Window
 
 from gis.errors import (
@@ -209,6 +209,26 @@ def _colour_bands(src, path: Path) -> tuple[int, ...]:
     return tuple(rgb) + tuple(rest[:1]) if len(rgb) == 3 else tuple(rgb)  # too few: the caller says so
 
 
+def _projected_grid(src) -> Grid:
+    """The grid for an image in degrees (CGCS2000 or WGS 84 geographic deliveries are
+    common): the CGCS2000 3-degree Gauss-Kruger zone of its centre (UTM outside
+    China), at about the same ground resolution. Areas in m², kernels and windows in
+    metres all need a projected grid; on degrees every object would be sub-pixel."""
+    from gis.crs import centre_lonlat, gk3_zone_crs
+    from gis.errors import CRSError
+
+    lon, lat = centre_lonlat(tuple(src.bounds), src.crs)
+    try:
+        epsg = gk3_zone_crs(lon).to_epsg()
+    except CRSError:
+        epsg = (32600 if lat >= 0 else 32700) + min(60, int((lon + 180) // 6) + 1)
+    crs = rasterio.crs.CRS.from_epsg(epsg)
+    transform, width, height = calculate_default_transform(src.crs, crs, src.width, src.height, *src.bounds)
+    log.warning("%s is in degrees (%s): processing it on EPSG:%d at %.2f m pixels; the output is in "
+                "EPSG:%d", src.name, src.crs.to_string(), epsg, abs(transform.a), epsg)
+    return Grid(crs, transform, width, height)
+
+
 def open_pair(before, after, dsm_before=None, dsm_after=None, band_map=None) -> ImagePair:
     """Validate two orthophotos (and DSMs) and return the pair on the after grid.
 
@@ -219,7 +239,7 @@ def open_pair(before, after, dsm_before=None, dsm_after=None, band_map=None) -> 
     for p in paths:
         check_raster(p)
     with rasterio.open(paths[0]) as b, rasterio.open(paths[1]) as a:
-        grid = Grid(a.crs, a.transform, a.width, a.height)
+        grid = Grid(a.crs, a.transform, a.width, a.height) if not a.crs.is_geographic else _projected_grid(a)
         bb = transform_bounds(b.crs, a.crs, *b.bounds, densify_pts=21)
         ab = a.bounds
         if bb[0] >= ab[2] or bb[2] <= ab[0] or bb[1] >= ab[3] or bb[3] <= ab[1]:

@@ -210,3 +210,30 @@ def test_fourth_band_labelled_alpha_with_continuous_values_is_nir(scene, tmp_pat
     masked = _with_alpha(scene["before"], tmp_path / "rgba.tif", edge_px=10)
     pair = open_pair(masked, masked)
     assert not pair.has_nir and pair.bands_after == (1, 2, 3)
+
+
+def test_imagery_in_degrees_is_processed_on_its_gauss_kruger_zone(scene, tmp_path, caplog):
+    # CGCS2000 geographic (EPSG:4490) orthophotos: on degrees every house would be a
+    # fraction of a pixel; they are processed on the 3-degree GK zone of their centre
+    from rasterio.warp import Resampling, calculate_default_transform, reproject
+
+    def in_degrees(src_path, dst_path):
+        with rasterio.open(src_path) as src:
+            tf, w, h = calculate_default_transform(src.crs, "EPSG:4490", src.width, src.height, *src.bounds)
+            prof = src.profile
+            prof.update(crs="EPSG:4490", transform=tf, width=w, height=h)
+            with rasterio.open(dst_path, "w", **prof) as dst:
+                for i in range(1, src.count + 1):
+                    reproject(rasterio.band(src, i), rasterio.band(dst, i), resampling=Resampling.bilinear)
+        return dst_path
+
+    b, a = in_degrees(scene["before"], tmp_path / "b.tif"), in_degrees(scene["after"], tmp_path / "a.tif")
+    with caplog.at_level(logging.WARNING, logger="gis.imagery"):
+        ch = detect_changes(b, a, within=redlines().to_crs("EPSG:4490"))
+    assert "in degrees" in caplog.text and "EPSG:4547" in caplog.text
+    assert ch.crs.to_epsg() == 4547
+    assert _matched(ch[ch.kind == "new_structure"], structures()).all()
+    assert _matched(ch[ch.kind == "new_crops"], crops()).all()
+    assert set(ch.project_id) <= {"P1", "P2"} and ch.project_id.notna().all()
+    ref = detect_changes(scene["before"], scene["after"])
+    assert abs(ch.area_m2.sum() - ref.area_m2.sum()) / ref.area_m2.sum() < 0.03
