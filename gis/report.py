@@ -106,8 +106,8 @@ def bulletin_tables(clearance, *, alerts=None, as_of=None, period_start=None,
     total = districts["total_mu"].sum()  # districts count land once (overlapping projects)
     acquired, delivered = districts["acquired_mu"].sum(), districts["delivered_mu"].sum()
     n_proj = len(projects)
-    progressed = int(projects["progressed"].fillna(False).astype(bool).sum()) if "progressed" in projects else 0
-    overdue = int(projects["overdue"].fillna(False).astype(bool).sum()) if "overdue" in projects else 0
+    progressed = int(projects["progressed"].eq(True).sum()) if "progressed" in projects else 0
+    overdue = int(projects["overdue"].eq(True).sum()) if "overdue" in projects else 0
 
     a = _alerts_frame(alerts)
     first = pd.to_datetime(a["first_seen"], errors="coerce")
