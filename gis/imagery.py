@@ -54,7 +54,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "Grid", "ImagePair", "WindowData", "open_pair", "read_window", "windows_within",
-    "raster_date", "check_raster", "close_datasets",
+    "raster_date", "check_raster", "close_datasets", "common_extent",
 ]
 
 _DATE_RE = re.compile(r"(?<!\d)(19|20)(\d{2})[-_]?(0[1-9]|1[0-2])[-_]?(0[1-9]|[12]\d|3[01])(?!\d)")
@@ -425,6 +425,14 @@ def read_window(pair: ImagePair, window: Window, factor: int = 1) -> WindowData:
             z[~m] = np.nan
             setattr(out, name, z)
     return out
+
+
+def common_extent(pair: ImagePair):
+    """The ground both images cover (their extents, in the grid's CRS), a shapely
+    polygon: red lines outside it cannot be examined."""
+    with rasterio.open(pair.before) as src:
+        bb = transform_bounds(src.crs, pair.grid.crs, *src.bounds, densify_pts=21)
+    return shapely.intersection(shapely.box(*bb), shapely.box(*pair.grid.bounds))
 
 
 def windows_within(grid: Grid, geoms=None, *, buffer: float = 20.0, block: int = 1024,

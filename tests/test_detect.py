@@ -237,3 +237,24 @@ def test_imagery_in_degrees_is_processed_on_its_gauss_kruger_zone(scene, tmp_pat
     assert set(ch.project_id) <= {"P1", "P2"} and ch.project_id.notna().all()
     ref = detect_changes(scene["before"], scene["after"])
     assert abs(ch.area_m2.sum() - ref.area_m2.sum()) / ref.area_m2.sum() < 0.03
+
+
+def test_red_lines_the_imagery_does_not_reach(scene, tmp_path, caplog):
+    # "no changes" must never stand for "not looked at"
+    from gis.errors import RasterAlignmentError
+    far = gpd.GeoDataFrame({"project_id": ["FAR"], "name": ["x"], "district": ["d"]},
+                           geometry=[shapely.box(X0 + 50000, Y0, X0 + 50100, Y0 + 100)], crs=CRS)
+    p = tmp_path / "far.gpkg"
+    far.to_file(p)
+    with pytest.raises(RasterAlignmentError, match=r"outside the imagery.*FAR") as err:
+        detect_changes(scene["before"], scene["after"], within=p)
+    assert err.value.path == str(p)
+    # some inside, one outside, one across the edge: the ones inside are examined, the others named
+    red = pd.concat([redlines(), far, gpd.GeoDataFrame(
+        {"project_id": ["EDGE"], "name": ["y"], "district": ["d"]},
+        geometry=[shapely.box(X0 + 300, Y0 + 200, X0 + 500, Y0 + 280)], crs=CRS)], ignore_index=True)
+    with caplog.at_level(logging.WARNING, logger="gis.detect"):
+        ch = detect_changes(scene["before"], scene["after"], within=red)
+    assert "1 red-line feature(s) outside the imagery were not examined: FAR" in caplog.text
+    assert "only partly inside the imagery; the rest was not examined: EDGE" in caplog.text
+    assert _matched(ch[ch.kind == "new_structure"], structures()).all()

@@ -43,6 +43,7 @@ from gis.imagery import (
     ImagePair,
     WindowData,
     close_datasets,
+    common_extent,
     open_pair,
     read_window,
     windows_within,
@@ -217,6 +218,36 @@ def _layer(value, crs, reader: str):
     return value.to_crs(crs) if value.crs != crs else value
 
 
+def _check_coverage(redlines, extent, path) -> None:
+    """Red lines the imagery does not reach are not examined: an error when none is
+    reached (the wrong flight, or the wrong layer), else a warning naming them. "No
+    changes" must never stand for "not looked at"."""
+    geoms = redlines.geometry.values
+    ids = redlines["project_id"].astype(str).to_numpy() if "project_id" in redlines else \
+        redlines.index.astype(str).to_numpy()
+    shapely.prepare(extent)
+    outside = ~shapely.intersects(extent, geoms)
+    partly = ~outside & ~shapely.covers(extent, geoms)
+
+    def names(sel):
+        chosen = list(dict.fromkeys(ids[sel]))
+        return ", ".join(chosen[:10]) + (f" and {len(chosen) - 10} more" if len(chosen) > 10 else "")
+
+    if outside.all():
+        from gis.errors import RasterAlignmentError
+        raise RasterAlignmentError(
+            f"the red lines lie outside the imagery: none of {len(geoms)} feature(s) ({names(outside)}) "
+            f"meets the ground both images cover {tuple(round(v) for v in extent.bounds)}",
+            path=path, layer="redlines",
+            hint="give the imagery flown over these projects, or the red lines of the area flown")
+    if outside.any():
+        log.warning("%s: %d red-line feature(s) outside the imagery were not examined: %s",
+                    path or "red lines", int(outside.sum()), names(outside))
+    if partly.any():
+        log.warning("%s: %d red-line feature(s) only partly inside the imagery; the rest was not examined: %s",
+                    path or "red lines", int(partly.sum()), names(partly))
+
+
 def _sample(pair: ImagePair, windows: list, n: int, factor: int, keep: dict | None = None,
             order: list | None = None):
     """Up to ``n`` windows spread over the list; only the first 512 x 512 px of each is
@@ -333,6 +364,8 @@ def _detect(pool, before, after, dsm_before, dsm_after, within, inventory, parce
     parcels_gdf = _layer(parcels, crs, "read_parcels")
     inventory_gdf = _layer(inventory, crs, "read_inventory")
     geoms = None if within_gdf is None else within_gdf.geometry.values
+    if geoms is not None:
+        _check_coverage(within_gdf, common_extent(pair), within if isinstance(within, (str, Path)) else None)
     windows = windows_within(pair.grid, geoms, buffer=buffer, block=block)
     areas = [None] * len(windows)
     if geoms is not None:
