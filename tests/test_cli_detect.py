@@ -58,7 +58,11 @@ def test_detect_bad_input_exit_2(scene, tmp_path):
     assert not (tmp_path / "x.gpkg").exists()
 
 
-def test_model_train_then_detect(scene, tmp_path):
+def test_model_train_then_detect(scene, tmp_path, monkeypatch):
+    from gis.detect import classifier
+
+    # two members are enough to run the ensemble end to end (five cost 60 s here)
+    monkeypatch.setattr(classifier, "ENSEMBLE", 2)
     # a labelled pair folder cut from the synthetic scene (A/, B/, label/ PNGs)
     d = tmp_path / "pairs"
     with rasterio.open(scene["before"]) as a, rasterio.open(scene["after"]) as b:
@@ -74,6 +78,7 @@ def test_model_train_then_detect(scene, tmp_path):
     model = tmp_path / "model.joblib"
     r = CliRunner().invoke(main, ["model", "train", "--pairs", str(d), "--out", str(model)])
     assert r.exit_code == 0, r.output
+    assert len(classifier.load_model(model)["classifier"].members) == 2
     out = tmp_path / "c.gpkg"
     r = CliRunner().invoke(main, ["detect", "--before", str(scene["before"]), "--after", str(scene["after"]),
                                   "--model", str(model), "--out", str(out), "--no-progress"])

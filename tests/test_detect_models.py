@@ -107,19 +107,67 @@ def test_segment_features_add_neighbour_means():
 
 
 def test_shifted_grids_cut_segments_elsewhere():
-    """The second marker grid (GRID_SHIFTS) covers the window with as many segments,
-    but with borders in other places: that is what averaging the two buys."""
-    from gis.detect.classifier import GRID_SHIFTS, superpixels
+    """Each shifted marker grid (GRID_SHIFTS) covers the window with as many segments,
+    but with borders in other places: that is what averaging them buys."""
+    from gis.detect.classifier import GRID_SHIFTS, TRAIN_SHIFTS, superpixels
     from gis.detect.features import SceneStats, compute_features
 
     rng = np.random.default_rng(3)
     before = np.clip(rng.normal(120, 30, (3, 64, 64)), 0, 255).astype(np.float32)
     after = np.clip(before + rng.normal(0, 20, before.shape), 0, 255).astype(np.float32)
     f = compute_features(before, after, SceneStats(), full=True, res=1.0)
-    (a, na), (b, nb) = (superpixels(f, 1.0, s) for s in GRID_SHIFTS[:2])
+    (a, na), (b, nb) = (superpixels(f, 1.0, s) for s in TRAIN_SHIFTS)
     assert na == nb == 16 * 16  # 4 m spacing on a 64 m window
     assert a.min() == 0 and a.max() == na - 1 and b.max() == nb - 1
     # borders (label changes between neighbours) fall in different places
     edge_a = np.diff(a, axis=1) != 0
     edge_b = np.diff(b, axis=1) != 0
     assert (edge_a != edge_b).mean() > 0.1
+    # detection's four grids: a number shifts both ways, a pair each axis on its own
+    assert np.array_equal(superpixels(f, 1.0, 0.5)[0], superpixels(f, 1.0, (0.5, 0.5))[0])
+    grids = [superpixels(f, 1.0, s)[0] for s in GRID_SHIFTS]
+    assert len(GRID_SHIFTS) == 4 and set(TRAIN_SHIFTS) <= set(GRID_SHIFTS)
+    assert all(not np.array_equal(grids[i], grids[j]) for i in range(4) for j in range(i + 1, 4))
+    # a down-only shift keeps the vertical borders' columns, a right-only one the rows
+    down, right = (np.array(GRID_SHIFTS[k]) for k in (1, 2))
+    assert down[0] > 0 == down[1] and right[1] > 0 == right[0]
+
+
+def test_segments_model_is_an_ensemble(tmp_path):
+    """A segments model with enough rows to stop early averages ENSEMBLE boosted-tree
+    models (each its own validation draw); with fewer rows, or for verdicts
+    (objects), there is one model, as every seed would grow the same trees."""
+    import joblib
+
+    from gis.detect.classifier import (
+        EARLY_STOP_ROWS,
+        ENSEMBLE,
+        MODEL_VERSION,
+        MeanClassifier,
+        fit,
+        load_model,
+        save_model,
+    )
+    from gis.errors import ModelError
+
+    rng = np.random.default_rng(0)
+    n = EARLY_STOP_ROWS + 2000
+    X = rng.normal(size=(n, 3)).astype(np.float32)
+    y = (X[:, 0] + 0.5 * rng.normal(size=n) > 0).astype(np.uint8)
+    seg = fit(X, y, mode="segments", nir=False)
+    assert isinstance(seg["classifier"], MeanClassifier) and len(seg["classifier"].members) == ENSEMBLE > 1
+    assert [m.random_state for m in seg["classifier"].members] == list(range(ENSEMBLE))
+    # the members differ (each stopped on its own draw)
+    assert len({m.n_iter_ for m in seg["classifier"].members}) > 1 or \
+        not np.allclose(*(m.predict_proba(X[:200]) for m in seg["classifier"].members[:2]))
+    p = seg["classifier"].predict_proba(X)
+    assert np.allclose(p, np.mean([m.predict_proba(X) for m in seg["classifier"].members], axis=0))
+    assert ((p[:, 1] >= 0.5) == y).mean() > 0.8
+    assert len(fit(X, y, mode="objects", nir=False)["classifier"].members) == 1
+    assert len(fit(X[:400], y[:400], mode="segments", nir=False)["classifier"].members) == 1
+    save_model(seg, tmp_path / "m.joblib")
+    assert np.allclose(load_model(tmp_path / "m.joblib")["classifier"].predict_proba(X), p)
+    # a model from the previous release (one classifier, two grids) is refused, not misread
+    joblib.dump({**seg, "version": MODEL_VERSION - 1}, tmp_path / "old.joblib")
+    with pytest.raises(ModelError, match="another version"):
+        load_model(tmp_path / "old.joblib")
