@@ -93,6 +93,8 @@ class ImagePair:
     dsm_after: str | None = None
     scale_before: float = 1.0  # to 0-255 (uint16 imagery is scaled down)
     scale_after: float = 1.0
+    #: the ground both images cover (xmin, ymin, xmax, ymax), in the grid's CRS
+    extent: tuple[float, float, float, float] | None = None
 
 
 @dataclass
@@ -171,7 +173,7 @@ def _alpha_is_mask(src, band: int) -> bool:
     """Does a band labelled alpha hold a mask (only 0 and full opacity)? GDAL labels
     the fourth band of any 4-band byte GeoTIFF written with default options alpha,
     so an RGB+NIR image often carries a NIR band labelled alpha: its values are
-    continuous. Decided on a decimated read of the band (~256 x 256 px)."""
+    continuous. Decided on a sample of the band (:func:`_sample`)."""
     dtype = np.dtype(src.dtypes[band - 1])
     full = np.iinfo(dtype).max if dtype.kind in "ui" else 1.0
     return bool(np.isin(_sample(src, band).data, (0, full)).all())
@@ -240,13 +242,14 @@ def open_pair(before, after, dsm_before=None, dsm_after=None, band_map=None) -> 
         check_raster(p)
     with rasterio.open(paths[0]) as b, rasterio.open(paths[1]) as a:
         grid = Grid(a.crs, a.transform, a.width, a.height) if not a.crs.is_geographic else _projected_grid(a)
-        bb = transform_bounds(b.crs, a.crs, *b.bounds, densify_pts=21)
-        ab = a.bounds
+        bb = transform_bounds(b.crs, grid.crs, *b.bounds, densify_pts=21)
+        ab = grid.bounds
         if bb[0] >= ab[2] or bb[2] <= ab[0] or bb[1] >= ab[3] or bb[3] <= ab[1]:
             raise RasterAlignmentError(
                 f"the images do not overlap: {paths[0].name} covers {tuple(round(v) for v in bb)}, "
-                f"{paths[1].name} covers {tuple(round(v) for v in ab)} (in {a.crs})",
+                f"{paths[1].name} covers {tuple(round(v) for v in ab)} (in {grid.crs})",
                 path=paths[0], hint="give two images of the same area")
+        extent = (max(bb[0], ab[0]), max(bb[1], ab[1]), min(bb[2], ab[2]), min(bb[3], ab[3]))
         if band_map:
             bands_b, bands_a = tuple(band_map["before"]), tuple(band_map["after"])
             if len(bands_b) != len(bands_a) or len(bands_a) < 3:
@@ -271,7 +274,7 @@ def open_pair(before, after, dsm_before=None, dsm_after=None, band_map=None) -> 
         _check_dsm(img, Path(dsm))
         dsms.append(str(dsm))
     return ImagePair(str(paths[0]), str(paths[1]), grid, bands_b, bands_a, len(bands_a) == 4,
-                     dsms[0], dsms[1], sb, sa)
+                     dsms[0], dsms[1], sb, sa, extent)
 
 
 def _on_grid(src, grid: Grid) -> bool:
@@ -430,9 +433,7 @@ def read_window(pair: ImagePair, window: Window, factor: int = 1) -> WindowData:
 def common_extent(pair: ImagePair):
     """The ground both images cover (their extents, in the grid's CRS), a shapely
     polygon: red lines outside it cannot be examined."""
-    with rasterio.open(pair.before) as src:
-        bb = transform_bounds(src.crs, pair.grid.crs, *src.bounds, densify_pts=21)
-    return shapely.intersection(shapely.box(*bb), shapely.box(*pair.grid.bounds))
+    return shapely.box(*(pair.extent or pair.grid.bounds))
 
 
 def windows_within(grid: Grid, geoms=None, *, buffer: float = 20.0, block: int = 1024,
