@@ -335,6 +335,8 @@ def _dataset(path, grid: Grid, resampling) -> dict:
         entry["ovr"] = False
     # no nodata, no mask band: asking GDAL for the mask would cost as much as the read
     entry["all_valid"] = all(MaskFlags.all_valid in f for f in entry["ds"].mask_flag_enums)
+    # the file itself marks no ground as missing: a black collar would pass for imagery
+    entry["bare"] = all(MaskFlags.all_valid in f for f in src.mask_flag_enums)
     if not entry["all_valid"]:
         entry["ovr"] = False  # a pixel is valid only if all it averages are: needs full resolution
     cache[key] = entry
@@ -404,6 +406,44 @@ def _read(path, grid: Grid, window: Window, bands, resampling, factor: int = 1):
     return _shrink(data, src.dataset_mask(window=window), factor)
 
 
+#: a black collar's area below which it is taken for clipped shadow, not a collar (m²)
+COLLAR_MIN_M2 = 200.0
+#: ground next to a collar that is lost with it: the dark fringe that JPEG blocks
+#: (8 px) and resampling leave along its edge, in source pixels
+COLLAR_FRINGE_PX = 8
+
+
+def black_collar(data: np.ndarray, factor: int, res: float) -> np.ndarray | None:
+    """The black collar of a file that declares no nodata, as ``nearblack`` would mark
+    it, with a fringe: None when there is none. ``data``: (bands, h, w), already
+    shrunk by ``factor`` (an averaged pixel is 0 only if all it covers are);
+    ``res``: its pixel size (m).
+
+    Mosaicking software fills ground outside the flight with pure black (0 in every
+    band) and does not always say so; read as imagery, that collar changes to ground
+    in the other date and was reported as hectares of new structures. Pure black
+    areas of at least :data:`COLLAR_MIN_M2` are collar, and so is the dark
+    :data:`COLLAR_FRINGE_PX` fringe around them (and areas reaching the window's edge,
+    which may be a collar's tip). Smaller ones are clipped shadows: imagery, and
+    evidence (a new house casts one)."""
+    if data.min() > 0:  # the common case, at one pass
+        return None
+    black = ~data.any(axis=0)
+    if not black.any():
+        return None
+    n, labels, st, _ = cv2.connectedComponentsWithStats(black.view(np.uint8), connectivity=8)
+    h, w = black.shape
+    x0, y0 = st[:, cv2.CC_STAT_LEFT], st[:, cv2.CC_STAT_TOP]
+    # one reaching the window's edge may be the tip of a collar the next window holds
+    edge = (x0 == 0) | (y0 == 0) | (x0 + st[:, cv2.CC_STAT_WIDTH] == w) | (y0 + st[:, cv2.CC_STAT_HEIGHT] == h)
+    big = (st[:, cv2.CC_STAT_AREA] * res * res >= COLLAR_MIN_M2) | edge
+    big[0] = False
+    if not big.any():
+        return None
+    r = -(-COLLAR_FRINGE_PX // factor)
+    return cv2.dilate(big[labels].view(np.uint8), np.ones((2 * r + 1, 2 * r + 1), np.uint8)).view(bool)
+
+
 def read_window(pair: ImagePair, window: Window, factor: int = 1) -> WindowData:
     """Read both images (and DSMs) in one window of the after grid, shrunk by ``factor``
     (pixel area averaging: detection works at ~1 m, decoding at full resolution).
@@ -414,12 +454,22 @@ def read_window(pair: ImagePair, window: Window, factor: int = 1) -> WindowData:
     after, ma = _read(pair.after, g, window, pair.bands_after, Resampling.nearest, factor)
     before, mb = _read(pair.before, g, window, pair.bands_before, Resampling.bilinear, factor)
     valid = ma & mb
+    collar = {}
+    for name, path, data, resampling in (("after", pair.after, after, Resampling.nearest),
+                                         ("before", pair.before, before, Resampling.bilinear)):
+        if _dataset(path, g, resampling)["bare"]:
+            black = black_collar(data, factor, g.res * factor)
+            if black is not None:
+                collar[name] = black
+                valid &= ~black
     if pair.scale_before != 1.0:
         before *= pair.scale_before
     if pair.scale_after != 1.0:
         after *= pair.scale_after
     tf = rasterio.windows.transform(window, g.transform) @ rasterio.Affine.scale(factor)
     out = WindowData(before, after, valid, tf)
+    if collar:
+        out.extra["collar"] = collar
     for name in ("dsm_before", "dsm_after"):
         path = getattr(pair, name)
         if path:

@@ -142,6 +142,54 @@ def test_nodata_is_never_change(scene, tmp_path, caplog):
     assert "no valid data" in caplog.text
 
 
+def _with_collar(src_path, out, collar, **profile):
+    with rasterio.open(src_path) as src:
+        prof, data = src.profile, src.read()
+    assert prof.get("nodata") is None
+    data[:, collar] = 0
+    with rasterio.open(out, "w", **{**prof, **profile}) as dst:
+        dst.write(data)
+    return out
+
+
+def test_black_collar_without_nodata_is_not_change(scene, tmp_path, caplog):
+    # mosaicking software fills unflown ground with black and does not always declare
+    # it; read as imagery, such a collar in the later image was hectares of "new structures"
+    yy, xx = np.mgrid[:600, :800]
+    collar = (xx < 120) | (xx + yy > 1120)  # a west strip and a ragged south-east corner
+    # JPEG, as orthophotos are: its blocks leave a dark fringe along the collar's edge
+    p = _with_collar(scene["same"], tmp_path / "collar.tif", collar, compress="jpeg", photometric="ycbcr",
+                     jpeg_quality=85)
+    with caplog.at_level(logging.WARNING, logger="gis.detect"):
+        assert len(detect_changes(scene["before"], p)) == 0
+    assert f"{p}:" in caplog.text and "pure black" in caplog.text
+    area = float(caplog.text.split(f"{p}: ")[1].split(" m²")[0])
+    assert collar.sum() * 0.25 <= area <= collar.sum() * 0.25 * 1.2  # the collar and its fringe only
+    # what is not collar is still examined: the planted objects outside it are all found
+    collar = (xx >= 720) | (yy - xx > 480)
+    p = _with_collar(scene["after"], tmp_path / "collar_planted.tif", collar)
+    ch = detect_changes(scene["before"], p)
+    st, cr = structures(), crops()
+    planted = shapely.union_all(np.concatenate([st.geometry.values, cr.geometry.values]))
+    assert not (~ch.geometry.intersects(planted)).any(), ch
+    assert _matched(ch[ch.kind == "new_structure"], st).all() and _matched(ch[ch.kind == "new_crops"], cr).all()
+
+
+def test_black_collar_is_large_black_areas_and_their_fringe():
+    from gis.imagery import COLLAR_FRINGE_PX, black_collar
+
+    data = np.full((3, 200, 200), 90, np.float32)
+    assert black_collar(data, 2, 1.0) is None
+    data[:, :, :50] = 0  # a collar: 10,000 m² at 1 m pixels
+    data[:, 100:103, 150:156] = 0  # a clipped shadow: 18 m²
+    data[0, 150:160, 150:160] = 0  # black in one band only: imagery
+    black = black_collar(data, 2, 1.0)
+    fringe = COLLAR_FRINGE_PX // 2
+    assert black[:, : 50 + fringe].all() and black.sum() == 200 * (50 + fringe)
+    data[:, :, :50] = 90
+    assert black_collar(data, 2, 1.0) is None
+
+
 def test_dsm_height_gain(scene):
     ch = detect_changes(scene["before"], scene["after"], dsm_before=scene["dsm_before"], dsm_after=scene["dsm_after"])
     st = ch[ch.kind == "new_structure"]

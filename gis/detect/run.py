@@ -93,6 +93,7 @@ class WindowResult:
     mask: np.ndarray | None = None
     empty: bool = False
     index: int = 0  # the task's
+    collar: dict = field(default_factory=dict)  # image -> m² of black collar examined (none: empty)
 
 
 def _gdal_env():
@@ -119,13 +120,20 @@ def _run_window(task: WindowTask, data: WindowData | None, features: dict | None
     res = pair.grid.res * fac
     wd = data if data is not None else read_window(pair, win, fac)
     valid = wd.valid
+    area = None
     if task.area_wkb is not None:
-        valid = valid & _area_mask(shapely.from_wkb(task.area_wkb), valid.shape, wd.transform)
+        area = _area_mask(shapely.from_wkb(task.area_wkb), valid.shape, wd.transform)
+        valid = valid & area
     core = tuple(int(np.ceil(v / fac)) for v in (
         task.core.row_off - win.row_off, task.core.col_off - win.col_off,
         task.core.row_off - win.row_off + task.core.height, task.core.col_off - win.col_off + task.core.width))
+    collar = {}
+    for name, black in wd.extra.get("collar", {}).items():
+        r0, c0, r1, c1 = core
+        inside = (black if area is None else black & area)[r0:r1, c0:c1]
+        collar[name] = float(np.count_nonzero(inside)) * res * res
     if not wd.valid.any():
-        return WindowResult([], [], task.core, None, empty=True, index=task.index)
+        return WindowResult([], [], task.core, None, empty=True, index=task.index, collar=collar)
     model = task.model
     segments_model = isinstance(model, dict) and model["mode"] == "segments"
     objects_model = isinstance(model, dict) and model["mode"] == "objects"
@@ -195,7 +203,7 @@ def _run_window(task: WindowTask, data: WindowData | None, features: dict | None
         mask = (labels[r0:r1, c0:c1] > 0).astype(np.uint8)
         if fac > 1:  # back to the full grid
             mask = np.repeat(np.repeat(mask, fac, 0), fac, 1)[:task.core.height, :task.core.width]
-    return WindowResult(out, geoms, task.core, mask, index=task.index)
+    return WindowResult(out, geoms, task.core, mask, index=task.index, collar=collar)
 
 
 def _layer(value, crs, reader: str):
@@ -441,6 +449,7 @@ def _detect(pool, before, after, dsm_before, dsm_after, within, inventory, parce
         Path(mask_dst.name).replace(mask_out)
     if empty:
         log.warning("%d window(s) hold no valid data in both images (nodata): no changes there", empty)
+    _warn_collar(pair, [r[2] for r in results])
     records = [rec for r in results for rec in r[0]]
     wkbs = [g for r in results for g in r[1]]
     out = _merge_edges(_frame(records, wkbs, crs), mins)
@@ -514,6 +523,18 @@ def _crop(w: Window, part, transform, factor: int) -> Window:
 _WORKER_ENV = None
 
 
+def _warn_collar(pair: ImagePair, tallies: list[dict]) -> None:
+    """Name the ground a black collar kept out: "no changes" there means "not looked at"."""
+    for name in ("before", "after"):
+        m2 = sum(t.get(name, 0.0) for t in tallies)
+        if m2 > 0:
+            log.warning("%s: %.0f m² (%.2f mu) of the area examined is pure black (0 in every band) and the "
+                        "file declares no nodata: taken as outside the image (a collar), with a fringe, "
+                        "and not examined. If that ground was flown, check the mosaic; else give the file "
+                        "a nodata value or mask (gdal_edit.py -a_nodata 0) to say so",
+                        getattr(pair, name), m2, m2_to_mu(m2))
+
+
 def _worker_init() -> None:
     """One thread per worker process: the processes are the parallelism, and
     OpenCV's or GDAL's own thread pools in each would only fight over the cores.
@@ -529,7 +550,7 @@ def _worker_init() -> None:
 def _collect(r: WindowResult, results: list, mask_dst) -> int:
     """Keep a window's objects in task order (the output does not depend on which
     process ran what) and write its mask."""
-    results[r.index] = (r.records, r.geoms)
+    results[r.index] = (r.records, r.geoms, r.collar)
     if mask_dst is not None and r.mask is not None:
         mask_dst.write(r.mask[None], window=r.core)
     return int(r.empty)
