@@ -95,6 +95,9 @@ class ImagePair:
     scale_after: float = 1.0
     #: the ground both images cover (xmin, ymin, xmax, ymax), in the grid's CRS
     extent: tuple[float, float, float, float] | None = None
+    #: (x, y) in the grid's CRS units: the before image (and its DSM) is read this far
+    #: off the grid, to put its content where the after image's is (co-registration)
+    before_offset: tuple[float, float] | None = None
 
 
 @dataclass
@@ -305,7 +308,7 @@ _OPEN = threading.local()
 _MAX_OPEN = 8
 
 
-def _dataset(path, grid: Grid, resampling) -> dict:
+def _dataset(path, grid: Grid, resampling, offset=None) -> dict:
     """The open dataset to read ``path`` on ``grid``: the file itself when it is on the
     grid, else a WarpedVRT onto it (its alpha band marks ground outside the source,
     even without a nodata value). Kept open for the next window; a rewritten file
@@ -320,15 +323,16 @@ def _dataset(path, grid: Grid, resampling) -> dict:
     if _OPEN.grid is not grid:
         _OPEN.grid = grid
         _OPEN.grid_key = (grid.crs.to_wkt(), tuple(grid.transform), grid.width, grid.height)
-    key = (str(path), st.st_mtime_ns, st.st_size, _OPEN.grid_key, resampling)
+    key = (str(path), st.st_mtime_ns, st.st_size, _OPEN.grid_key, resampling, offset)
     entry = cache.get(key)
     if entry is not None:
         cache.move_to_end(key)
         return entry
     src = rasterio.open(path)
     entry = {"src": src, "ds": src, "ovr": None}
-    if not _on_grid(src, grid):
-        entry["ds"] = WarpedVRT(src, crs=grid.crs, transform=grid.transform, width=grid.width,
+    if offset is not None or not _on_grid(src, grid):
+        transform = grid.transform if offset is None else rasterio.Affine.translation(*offset) @ grid.transform
+        entry["ds"] = WarpedVRT(src, crs=grid.crs, transform=transform, width=grid.width,
                                 height=grid.height, resampling=resampling,
                                 # an alpha band of its own is warped along and stays the mask
                                 add_alpha=src.nodata is None and ColorInterp.alpha not in src.colorinterp)
@@ -373,7 +377,7 @@ def _overview_fits(entry: dict, window: Window, bands, factor: int) -> bool:
                for v in (window.col_off, window.row_off, window.width, window.height))
 
 
-def _read(path, grid: Grid, window: Window, bands, resampling, factor: int = 1):
+def _read(path, grid: Grid, window: Window, bands, resampling, factor: int = 1, offset=None):
     """Bands and validity mask of ``path`` in ``window`` of ``grid`` (warped if needed),
     shrunk by ``factor``.
 
@@ -381,7 +385,7 @@ def _read(path, grid: Grid, window: Window, bands, resampling, factor: int = 1):
     is read from it: 4x fewer pixels to decode at factor 2. It is used only once the
     first window read both ways agrees (an overview built by averaging equals our
     area average to the grey level; a nearest or cubic one does not, and is ignored)."""
-    entry = _dataset(path, grid, resampling)
+    entry = _dataset(path, grid, resampling, offset)
     src = entry["ds"]
     if _overview_fits(entry, window, bands, factor):
         shape = (len(bands), window.height // factor, window.width // factor)
@@ -452,12 +456,13 @@ def read_window(pair: ImagePair, window: Window, factor: int = 1) -> WindowData:
     would otherwise reopen them every time); :func:`close_datasets` closes them."""
     g = pair.grid
     after, ma = _read(pair.after, g, window, pair.bands_after, Resampling.nearest, factor)
-    before, mb = _read(pair.before, g, window, pair.bands_before, Resampling.bilinear, factor)
+    before, mb = _read(pair.before, g, window, pair.bands_before, Resampling.bilinear, factor, pair.before_offset)
     valid = ma & mb
     collar = {}
-    for name, path, data, resampling in (("after", pair.after, after, Resampling.nearest),
-                                         ("before", pair.before, before, Resampling.bilinear)):
-        if _dataset(path, g, resampling)["bare"]:
+    for name, path, data, resampling, offset in (
+            ("after", pair.after, after, Resampling.nearest, None),
+            ("before", pair.before, before, Resampling.bilinear, pair.before_offset)):
+        if _dataset(path, g, resampling, offset)["bare"]:
             black = black_collar(data, factor, g.res * factor)
             if black is not None:
                 collar[name] = black
@@ -473,7 +478,9 @@ def read_window(pair: ImagePair, window: Window, factor: int = 1) -> WindowData:
     for name in ("dsm_before", "dsm_after"):
         path = getattr(pair, name)
         if path:
-            z, m = _read(path, g, window, (1,), Resampling.bilinear, factor)
+            # the before DSM comes from the before flight: it moves with its image
+            z, m = _read(path, g, window, (1,), Resampling.bilinear, factor,
+                         pair.before_offset if name == "dsm_before" else None)
             z = z[0]
             z[~m] = np.nan
             setattr(out, name, z)

@@ -70,9 +70,11 @@ def _collector_spared():
 @click.option("--bands-before", default=None, help="Band map of the earlier image, e.g. 1,2,3 or 1,2,3,4.")
 @click.option("--bands-after", default=None, help="Band map of the later image.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Output GeoPackage (layer changes).")
+@click.option("--register/--no-register", default=True, show_default=True,
+              help="Measure how far the before image is offset from the after image and correct it.")
 @click.option("--progress/--no-progress", default=True, help="Progress bar on stderr.")
 def detect(before, after, dsm_before, dsm_after, within, parcels, inventory, model, mask_out, min_area,
-           buffer, workers, bands_before, bands_after, out, progress):
+           buffer, workers, bands_before, bands_after, out, register, progress):
     """Detect new structures, new crops and demolitions between two orthophotos.
 
     \b
@@ -92,7 +94,7 @@ def detect(before, after, dsm_before, dsm_after, within, parcels, inventory, mod
         changes = detect_changes(before, after, dsm_before=dsm_before, dsm_after=dsm_after, within=within,
                                  inventory=inventory, parcels=parcels, model=model, min_area=min_area,
                                  buffer=buffer, workers=workers, mask_out=mask_out, progress=progress,
-                                 band_map=band_map)
+                                 band_map=band_map, register=register)
         with atomic_path(out) as tmp:
             changes.to_file(tmp, layer="changes", driver="GPKG")
         counts = changes["kind"].value_counts().to_dict()

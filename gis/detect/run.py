@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.machinery
 import logging
 import multiprocessing
@@ -36,6 +37,7 @@ from rasterio.windows import Window
 from gis.detect.dsm import height_masks
 from gis.detect.features import SceneStats, compute_features
 from gis.detect.objects import KINDS, MIN_AREA, components, polygonise
+from gis.detect.register import estimate_shift
 from gis.detect.scene import estimate_stats
 from gis.detect.spectral import building_mask, clean, demolition_mask
 from gis.detect.vegetation import vegetation_mask
@@ -275,6 +277,26 @@ def _sample(pair: ImagePair, windows: list, n: int, factor: int, keep: dict | No
         yield wd.before, wd.after, wd.valid, wd.dsm_before, wd.dsm_after
 
 
+def _registered(pair: ImagePair, samples: list, factor: int) -> ImagePair | None:
+    """The pair with the before image read shifted onto the after image's content,
+    or None when they agree (or the blocks cannot tell, or the grid is rotated)."""
+    t = pair.grid.transform
+    if t.b or t.d:
+        return None
+    shift = estimate_shift(samples)
+    if shift is None:
+        return None
+    dx, dy = shift
+    # after[r, c] shows before[r - dy, c - dx]: read the before image that far back
+    offset = (-dx * t.a * factor, -dy * t.e * factor)
+    east, north = dx * t.a * factor, dy * t.e * factor
+    log.warning("%s: the same ground lies %.1f m %s and %.1f m %s in the after image compared with the before "
+                "image (phase correlation of the sampled blocks): the before image is read shifted to match. "
+                "Check the two flights' georeferencing if that is unexpected (--no-register turns this off)",
+                pair.before, abs(east), "east" if east >= 0 else "west", abs(north), "north" if north >= 0 else "south")
+    return dataclasses.replace(pair, before_offset=offset)
+
+
 def _area_mask(area, shape: tuple[int, int], transform) -> np.ndarray:
     """Pixels of a window inside ``area`` (red lines + buffer). OpenCV's fillPoly is ~3x
     cheaper per call than rasterio's rasterize, and most windows need one; the mask
@@ -331,7 +353,7 @@ def _progress(progress, total: int):
 def detect_changes(before, after, *, dsm_before=None, dsm_after=None, within=None, inventory=None,
                    parcels=None, model=None, min_area=None, buffer=20.0, workers=1, mask_out=None,
                    progress=False, band_map=None, block: int = 512,
-                   work_res: float = WORK_RES) -> gpd.GeoDataFrame:
+                   work_res: float = WORK_RES, register: bool = True) -> gpd.GeoDataFrame:
     """Change polygons between two orthophotos, on the after image's grid and CRS.
 
     Columns: kind (new_structure | new_crops | demolished | other), area_m2,
@@ -339,6 +361,8 @@ def detect_changes(before, after, *, dsm_before=None, dsm_after=None, within=Non
     ``min_area`` (m2) overrides the per-kind defaults (20 m2 structures, 100 m2 crops).
     ``model``: a ``gis model train`` joblib file or an ``.onnx`` change model.
     ``work_res``: pixel size (m) detection works at; finer imagery is area-averaged.
+    ``register``: measure how far the before image's content sits from the after
+    image's and read it shifted to match (see :mod:`gis.detect.register`).
     """
     # the worker processes start (forkserver, each importing this module: ~1 s) while
     # this process validates the images and samples the scene
@@ -352,7 +376,7 @@ def detect_changes(before, after, *, dsm_before=None, dsm_after=None, within=Non
     try:
         with _gdal_env():
             return _detect(pool, before, after, dsm_before, dsm_after, within, inventory, parcels, model,
-                           min_area, buffer, mask_out, progress, band_map, block, work_res)
+                           min_area, buffer, mask_out, progress, band_map, block, work_res, register)
     finally:
         cv2.setNumThreads(n_threads)
         if pool is not None:
@@ -361,7 +385,7 @@ def detect_changes(before, after, *, dsm_before=None, dsm_after=None, within=Non
 
 
 def _detect(pool, before, after, dsm_before, dsm_after, within, inventory, parcels, model, min_area,
-            buffer, mask_out, progress, band_map, block, work_res) -> gpd.GeoDataFrame:
+            buffer, mask_out, progress, band_map, block, work_res, register) -> gpd.GeoDataFrame:
     pair = open_pair(before, after, dsm_before, dsm_after, band_map)
     loaded = _load_model(model, pair.has_nir)
     factor = max(1, int(work_res / pair.grid.res + 1e-6))
@@ -397,9 +421,16 @@ def _detect(pool, before, after, dsm_before, dsm_after, within, inventory, parce
     sampled: dict[int, WindowData] = {}
     order: list[int] = []
     feats: list = []
-    stats = estimate_stats(_sample(pair, windows, SAMPLE_WINDOWS, factor, sampled, order), nir=pair.has_nir,
-                           res=pair.grid.res * factor, features=feats) \
+    samples = list(_sample(pair, windows, SAMPLE_WINDOWS, factor, sampled, order))
+    shifted = _registered(pair, samples, factor) if register and samples else None
+    if shifted is not None:  # the samples are read again, shifted
+        pair = shifted
+        sampled.clear()
+        order.clear()
+        samples = list(_sample(pair, windows, SAMPLE_WINDOWS, factor, sampled, order))
+    stats = estimate_stats(samples, nir=pair.has_nir, res=pair.grid.res * factor, features=feats) \
         if windows else SceneStats()
+    del samples
     # the sampled windows' feature maps are final already (the statistics computed
     # them after the radiometric matching): their tasks reuse them
     sampled_f = {i: f for i, f in zip(order, feats) if i in sampled and f is not None} \

@@ -28,6 +28,7 @@ from rasterio.windows import Window, from_bounds
 
 from gis.detect import classifier as C
 from gis.detect.features import compute_features, feature_stack
+from gis.detect.register import estimate_shift
 from gis.detect.scene import estimate_stats
 from gis.errors import InputError, ModelError
 
@@ -93,6 +94,24 @@ def _shrink(arr: np.ndarray, factor: int) -> np.ndarray:
     return np.stack([cv2.resize(b, size, interpolation=cv2.INTER_AREA) for b in arr.astype(np.float32)])
 
 
+def _registered(before: np.ndarray, after: np.ndarray, factor: int) -> np.ndarray:
+    """The before tile moved onto the after tile's content, as detection reads it
+    (gis.detect.register: measured at work pixels, resampled bilinearly at full
+    resolution); the label, drawn on the after tile, then fits both."""
+    import cv2
+
+    shift = estimate_shift([(_shrink(before, factor), _shrink(after, factor),
+                             np.ones((-(-before.shape[1] // factor), -(-before.shape[2] // factor)), bool))])
+    if shift is None:
+        return before
+    log.info("before tile offset by (%.1f, %.1f) px: moved onto the after tile", *shift)
+    # after[r, c] shows before[r - dy, c - dx]
+    m = np.float32([[1, 0, shift[0] * factor], [0, 1, shift[1] * factor]])
+    h, w = before.shape[1:]
+    return np.stack([cv2.warpAffine(b, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+                     for b in before.astype(np.float32)])
+
+
 def train_from_pairs(folder, *, exclude: tuple[str, ...] = (), seed: int = 0) -> dict:
     """A ``mode="segments"`` model from labelled pairs (tiles named in ``exclude`` left out)."""
     Xs, ys = [], []
@@ -100,6 +119,7 @@ def train_from_pairs(folder, *, exclude: tuple[str, ...] = (), seed: int = 0) ->
         if name in exclude:
             continue
         k = _factor(res)
+        before = _registered(before, after, k)
         before, after = _shrink(before, k), _shrink(after, k)
         label = _shrink(label[None].astype(np.float32), k)[0] > 0.5
         stats = _pair_stats(before, after, res * k)
@@ -144,10 +164,16 @@ def train_from_alerts(alerts, before, after, *, layer: str | None = "alerts", se
     # scene statistics as detection computes them (same sample of blocks), so the
     # features seen in training are the ones the detector will show the model
     from gis.detect.run import GDAL_CACHE_MB, SAMPLE_WINDOWS, _sample
+    from gis.detect.run import _registered as _registered_pair
     from gis.imagery import windows_within
     blocks = windows_within(pair.grid, gdf.geometry.values, buffer=0.0, block=512)
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
-        stats = estimate_stats(_sample(pair, blocks, SAMPLE_WINDOWS, k), nir=pair.has_nir, res=res)
+        samples = list(_sample(pair, blocks, SAMPLE_WINDOWS, k))
+        shifted = _registered_pair(pair, samples, k)
+        if shifted is not None:  # co-registered as detection will be
+            pair = shifted
+            samples = list(_sample(pair, blocks, SAMPLE_WINDOWS, k))
+        stats = estimate_stats(samples, nir=pair.has_nir, res=res)
     rows = []
     for geom in gdf.geometry.values:
         # the alert plus 32 px of context, so blurred features see the surroundings
