@@ -42,6 +42,7 @@ from gis.detect.scene import estimate_stats
 from gis.detect.spectral import building_mask, clean, demolition_mask
 from gis.detect.vegetation import vegetation_mask
 from gis.imagery import (
+    COLLAR_FRINGE_PX,
     ImagePair,
     WindowData,
     close_datasets,
@@ -559,11 +560,11 @@ def _warn_collar(pair: ImagePair, tallies: list[dict]) -> None:
     for name in ("before", "after"):
         m2 = sum(t.get(name, 0.0) for t in tallies)
         if m2 > 0:
-            log.warning("%s: %.0f m² (%.2f mu) of the area examined is pure black (0 in every band) and the "
-                        "file declares no nodata: taken as outside the image (a collar), with a fringe, "
-                        "and not examined. If that ground was flown, check the mosaic; else give the file "
-                        "a nodata value or mask (gdal_edit.py -a_nodata 0) to say so",
-                        getattr(pair, name), m2, m2_to_mu(m2))
+            log.warning("%s: %.0f m² (%.2f mu) of the area examined was left out: pure black (0 in every band) "
+                        "in a file that declares no nodata, taken as outside the image (a collar), with a %d px "
+                        "fringe. If that ground was flown, check the mosaic; if not, give the file a nodata "
+                        "value or a mask (gdal_edit.py -a_nodata 0) to say so",
+                        getattr(pair, name), m2, m2_to_mu(m2), COLLAR_FRINGE_PX)
 
 
 def _worker_init() -> None:
