@@ -560,10 +560,10 @@ def _warn_collar(pair: ImagePair, tallies: list[dict]) -> None:
     for name in ("before", "after"):
         m2 = sum(t.get(name, 0.0) for t in tallies)
         if m2 > 0:
-            log.warning("%s: %.0f m² (%.2f mu) of the area examined was left out: pure black (0 in every band) "
-                        "in a file that declares no nodata, taken as outside the image (a collar), with a fringe of %d px. "
-                        "If that ground was flown, check the mosaic; if not, give the file a nodata "
-                        "value or a mask (gdal_edit.py -a_nodata 0) to say so",
+            log.warning("%s: %.0f m² (%.2f mu) of the area examined was left out: pure black (0 in every "
+                        "band) in a file that declares no nodata, taken as outside the image (a collar), with "
+                        "a fringe of %d px. If that ground was flown, check the mosaic; if not, give the file "
+                        "a nodata value or a mask (gdal_edit.py -a_nodata 0) to say so",
                         getattr(pair, name), m2, m2_to_mu(m2), COLLAR_FRINGE_PX)
 
 
