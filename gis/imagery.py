@@ -158,6 +158,17 @@ def _check_dsm(image: Path, dsm: Path) -> None:
             path=dsm, hint="give the DSM surveyed together with that orthophoto")
 
 
+def _check_order(before: Path, after: Path) -> None:
+    """Warn when the before image is the later survey: swapped, every new house would be
+    a demolition and every demolished one a new house. A warning, not an error: a
+    TIFF's datetime can be the day it was exported rather than flown."""
+    db, da = raster_date(before), raster_date(after)
+    if db is not None and da is not None and db > da:
+        log.warning("the before image %s is dated %s, after the after image %s (%s; dates from their tags or "
+                    "file names): if they are swapped, new structures show as demolitions and the reverse. "
+                    "Give the earlier survey as --before", before.name, db.isoformat(), after.name, da.isoformat())
+
+
 def _scale(src) -> float:
     """Factor that brings the image to a 0-255 scale (uint16: from its data range)."""
     if src.dtypes[0] == "uint8":
@@ -268,6 +279,7 @@ def open_pair(before, after, dsm_before=None, dsm_after=None, band_map=None) -> 
                 raise BandMismatchError(f"need RGB imagery, {paths[1].name} has {_describe(a, bands_a)}",
                                         path=paths[1], hint="give a 3-band (RGB) or 4-band (RGB+NIR) orthophoto")
         sb, sa = _scale(b), _scale(a)
+    _check_order(*paths)
     dsms = []
     for img, dsm in ((paths[0], dsm_before), (paths[1], dsm_after)):
         if dsm is None:

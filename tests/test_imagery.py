@@ -1,5 +1,7 @@
 """gis.imagery: validation errors, dates, alignment onto the after grid, windows."""
 
+import logging
+
 import geopandas as gpd
 import numpy as np
 import pytest
@@ -67,6 +69,18 @@ def test_dsm_dates(tmp_path, scene):
         open_pair(scene["before"], img, dsm_after=bad)
     named = render_dsm(tmp_path / "dsm_20261101.tif", bounds=BOUNDS, resolution=0.5, crs=CRS, seed=5)
     open_pair(scene["before"], img, dsm_after=named)  # same date: accepted
+
+
+def test_swapped_survey_dates_are_warned_about(tmp_path, caplog):
+    early = ortho(tmp_path / "ortho_2026-10-01.tif", epoch=1, planted=False)
+    late = ortho(tmp_path / "ortho_20261101.tif", epoch=2, planted=False)
+    with caplog.at_level(logging.WARNING, logger="gis.imagery"):
+        open_pair(early, late)
+    assert "swapped" not in caplog.text
+    with caplog.at_level(logging.WARNING, logger="gis.imagery"):
+        open_pair(late, early)
+    assert "ortho_20261101.tif is dated 2026-11-01, after the after image ortho_2026-10-01.tif" in caplog.text
+    assert "swapped" in caplog.text
 
 
 def test_other_crs_and_resolution_is_warped_onto_after_grid(tmp_path, scene):
