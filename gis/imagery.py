@@ -341,8 +341,14 @@ def _dataset(path, grid: Grid, resampling, offset=None) -> dict:
         cache.move_to_end(key)
         return entry
     src = rasterio.open(path)
-    entry = {"src": src, "ds": src, "ovr": None}
-    if offset is not None or not _on_grid(src, grid):
+    entry = {"src": src, "ds": src, "ovr": None, "shift": None}
+    on_grid = _on_grid(src, grid)
+    if offset is not None and on_grid:
+        # whole pixels (see gis.detect.run._registered): a window further on, no resampling
+        t = grid.transform
+        entry["shift"] = (int(round(offset[0] / t.a)), int(round(offset[1] / t.e)))
+        entry["ovr"] = False
+    elif offset is not None or not on_grid:
         transform = grid.transform if offset is None else rasterio.Affine.translation(*offset) @ grid.transform
         entry["ds"] = WarpedVRT(src, crs=grid.crs, transform=transform, width=grid.width,
                                 height=grid.height, resampling=resampling,
@@ -399,6 +405,8 @@ def _read(path, grid: Grid, window: Window, bands, resampling, factor: int = 1, 
     area average to the grey level; a nearest or cubic one does not, and is ignored)."""
     entry = _dataset(path, grid, resampling, offset)
     src = entry["ds"]
+    if entry["shift"] is not None:
+        return _read_shifted(entry, window, bands, factor)
     if _overview_fits(entry, window, bands, factor):
         shape = (len(bands), window.height // factor, window.width // factor)
         if entry["ovr"]:
@@ -429,11 +437,12 @@ COLLAR_MIN_M2 = 200.0
 COLLAR_FRINGE_PX = 8
 
 
-def black_collar(data: np.ndarray, factor: int, res: float) -> np.ndarray | None:
+def black_collar(data: np.ndarray, factor: int, res: float, valid: np.ndarray | None = None) -> np.ndarray | None:
     """The black collar of a file that declares no nodata, as ``nearblack`` would mark
     it, with a fringe: None when there is none. ``data``: (bands, h, w), already
     shrunk by ``factor`` (an averaged pixel is 0 only if all it covers are);
-    ``res``: its pixel size (m).
+    ``res``: its pixel size (m); ``valid``: where the file has data at all (ground
+    beyond it, read as 0, is missing already and no collar).
 
     Mosaicking software fills ground outside the flight with pure black (0 in every
     band) and does not always say so; read as imagery, that collar changes to ground
@@ -445,6 +454,8 @@ def black_collar(data: np.ndarray, factor: int, res: float) -> np.ndarray | None
     if data.min() > 0:  # the common case, at one pass
         return None
     black = ~data.any(axis=0)
+    if valid is not None:
+        black &= valid
     if not black.any():
         return None
     n, labels, st, _ = cv2.connectedComponentsWithStats(black.view(np.uint8), connectivity=8)
@@ -460,6 +471,25 @@ def black_collar(data: np.ndarray, factor: int, res: float) -> np.ndarray | None
     return cv2.dilate(big[labels].view(np.uint8), np.ones((2 * r + 1, 2 * r + 1), np.uint8)).view(bool)
 
 
+def _read_shifted(entry: dict, window: Window, bands, factor: int):
+    """:func:`_read` of a file on the grid whose content sits ``entry["shift"]`` whole
+    pixels (columns, rows) off: the window that far on, ground beyond the file invalid."""
+    src = entry["ds"]
+    dc, dr = entry["shift"]
+    w, h = int(window.width), int(window.height)
+    c0, r0 = int(window.col_off) + dc, int(window.row_off) + dr
+    cc0, rr0 = max(c0, 0), max(r0, 0)
+    cc1, rr1 = min(c0 + w, src.width), min(r0 + h, src.height)
+    data = np.zeros((len(bands), h, w), src.dtypes[0])
+    mask = np.zeros((h, w), np.uint8)
+    if cc1 > cc0 and rr1 > rr0:
+        inner = Window(cc0, rr0, cc1 - cc0, rr1 - rr0)
+        rows, cols = slice(rr0 - r0, rr1 - r0), slice(cc0 - c0, cc1 - c0)
+        data[:, rows, cols] = src.read(list(bands), window=inner)
+        mask[rows, cols] = 255 if entry["all_valid"] else src.dataset_mask(window=inner)
+    return _shrink(data, mask, factor)
+
+
 def read_window(pair: ImagePair, window: Window, factor: int = 1) -> WindowData:
     """Read both images (and DSMs) in one window of the after grid, shrunk by ``factor``
     (pixel area averaging: detection works at ~1 m, decoding at full resolution).
@@ -471,11 +501,11 @@ def read_window(pair: ImagePair, window: Window, factor: int = 1) -> WindowData:
     before, mb = _read(pair.before, g, window, pair.bands_before, Resampling.bilinear, factor, pair.before_offset)
     valid = ma & mb
     collar = {}
-    for name, path, data, resampling, offset in (
-            ("after", pair.after, after, Resampling.nearest, None),
-            ("before", pair.before, before, Resampling.bilinear, pair.before_offset)):
+    for name, path, data, own, resampling, offset in (
+            ("after", pair.after, after, ma, Resampling.nearest, None),
+            ("before", pair.before, before, mb, Resampling.bilinear, pair.before_offset)):
         if _dataset(path, g, resampling, offset)["bare"]:
-            black = black_collar(data, factor, g.res * factor)
+            black = black_collar(data, factor, g.res * factor, own)
             if black is not None:
                 collar[name] = black
                 valid &= ~black

@@ -1,17 +1,21 @@
 """Co-registration: a before image whose content sits off the after image's."""
 
+import dataclasses
 import logging
 
 import numpy as np
 import rasterio
 import shapely
 from click.testing import CliRunner
-from detect_fixtures import crops, scene, structures  # noqa: F401
+from detect_fixtures import BOUNDS, crops, ortho, scene, structures  # noqa: F401
+from rasterio.enums import Resampling
 from rasterio.transform import Affine
+from rasterio.windows import Window
 
 from gis.cli import main
 from gis.detect import detect_changes
 from gis.detect.register import estimate_shift
+from gis.imagery import _dataset, open_pair, read_window
 
 
 def _offset(src_path, out, dx, dy):
@@ -24,6 +28,29 @@ def _offset(src_path, out, dx, dy):
     with rasterio.open(out, "w", **prof) as dst:
         dst.write(data)
     return out
+
+
+def _pair_on_one_grid(d, *, cols, rows):
+    """before.tif and after.tif on the fixtures' grid, the after image's content
+    ``cols`` pixels west and ``rows`` pixels south of the before image's: both cut
+    from one larger rendering (the synthetic scene's trees and villages depend on
+    the extent rendered). One grid, so the before image is read by whole pixels."""
+    x0, y0, x1, y1 = BOUNDS
+    pad = 10  # px
+    big = {}
+    for name, epoch, planted in (("before", 1, False), ("after", 2, True)):
+        path = ortho(d / f"{name}.big.tif", epoch=epoch, planted=planted,
+                     bounds=(x0 - pad * 0.5, y0 - pad * 0.5, x1 + pad * 0.5, y1 + pad * 0.5))
+        with rasterio.open(path) as src:
+            big[name], prof = src.read(), src.profile
+    prof["transform"] = rasterio.transform.from_origin(x0, y1, 0.5, 0.5)
+    prof["width"], prof["height"] = 800, 600
+    out = {}
+    for name, r, c in (("before", pad, pad), ("after", pad - rows, pad + cols)):
+        out[name] = d / f"{name}.tif"
+        with rasterio.open(out[name], "w", **prof) as dst:
+            dst.write(big[name][:, r:r + 600, c:c + 800])
+    return out["before"], out["after"]
 
 
 def _texture(seed, shape=(400, 400)):
@@ -76,6 +103,28 @@ def test_offset_flights_give_no_false_alarms(scene, tmp_path, caplog):
     assert len(detect_changes(scene["before"], after, register=False)) > len(ch)
 
 
+def test_offset_on_the_same_grid_is_read_by_whole_pixels(tmp_path, caplog):
+    # the usual case: both flights delivered on one grid, the content 2.5 m west and
+    # 1.5 m south in the after image; the before image is read 5 and 3 pixels on
+    before, after = _pair_on_one_grid(tmp_path, cols=5, rows=3)
+    with caplog.at_level(logging.WARNING, logger="gis.detect"):
+        ch = detect_changes(before, after)
+    assert "2.5 m west and 1.5 m south" in caplog.text
+    planted = [shapely.affinity.translate(g, -2.5, -1.5)
+               for g in np.concatenate([structures().geometry.values, crops().geometry.values])]
+    assert all(ch.geometry.intersection(g).area.sum() / g.area >= 0.3 for g in planted)
+    assert ch.geometry.intersects(shapely.union_all(planted)).all(), ch
+    assert len(detect_changes(before, after, register=False)) > len(ch)
+    # the before image is read 5 columns and 3 rows on, without resampling; the strip
+    # it does not reach is invalid
+    pair = dataclasses.replace(open_pair(before, after), before_offset=(-2.5, 1.5))
+    wd = read_window(pair, Window(0, 0, 800, 600), 1)
+    assert _dataset(pair.before, pair.grid, Resampling.bilinear, (-2.5, 1.5))["shift"] == (-5, -3)
+    assert not wd.valid[:3].any() and not wd.valid[:, :5].any() and wd.valid[3:, 5:].all()
+    with rasterio.open(before) as src:
+        assert np.array_equal(wd.before[:, 3:, 5:], src.read()[:, :-3, :-5].astype(np.float32))
+
+
 def test_cli_no_register(scene, tmp_path):
     same = _offset(scene["same"], tmp_path / "same_off.tif", 2.0, 1.0)
     for flag, quiet in (([], True), (["--no-register"], False)):
@@ -84,3 +133,14 @@ def test_cli_no_register(scene, tmp_path):
                                       "--out", str(out), "--no-progress", *flag])
         assert r.exit_code == 0, r.output
         assert ("no changes" in r.output) == quiet, r.output
+
+
+def test_training_tiles_are_registered_by_whole_pixels():
+    from gis.detect.training import _registered
+
+    t = _texture(3, (320, 320))
+    before = np.repeat(t[None, 10:266, 20:276], 3, 0)
+    after = np.repeat(t[None, 14:270, 26:282], 3, 0)  # after[r, c] = before[r + 4, c + 6]
+    moved = _registered(before, after, 2)
+    assert np.array_equal(moved[:, :-4, :-6], after[:, :-4, :-6])  # no resampling: exact
+    assert _registered(before, before.copy(), 2) is before

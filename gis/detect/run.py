@@ -288,9 +288,13 @@ def _registered(pair: ImagePair, samples: list, factor: int) -> ImagePair | None
     if shift is None:
         return None
     dx, dy = shift
-    # after[r, c] shows before[r - dy, c - dx]: read the before image that far back
-    offset = (-dx * t.a * factor, -dy * t.e * factor)
-    east, north = dx * t.a * factor, dy * t.e * factor
+    # after[r, c] shows before[r - dy, c - dx]: read the before image that far back, by
+    # whole pixels of the grid (no resampling: a bilinear shift blurs the before image,
+    # and its texture then differs from what any model was trained on; the rest, under
+    # half a full-resolution pixel, is harmless)
+    cols, rows = round(-dx * factor), round(-dy * factor)
+    offset = (cols * t.a, rows * t.e)
+    east, north = -offset[0], -offset[1]
     log.warning("%s: the same ground lies %.1f m %s and %.1f m %s in the after image compared with the before "
                 "image (phase correlation of the sampled blocks): the before image is read shifted to match. "
                 "Check the two flights' georeferencing if that is unexpected (--no-register turns this off)",

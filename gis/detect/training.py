@@ -96,20 +96,20 @@ def _shrink(arr: np.ndarray, factor: int) -> np.ndarray:
 
 def _registered(before: np.ndarray, after: np.ndarray, factor: int) -> np.ndarray:
     """The before tile moved onto the after tile's content, as detection reads it
-    (gis.detect.register: measured at work pixels, resampled bilinearly at full
-    resolution); the label, drawn on the after tile, then fits both."""
-    import cv2
-
+    (gis.detect.register: measured at work pixels, applied by whole full-resolution
+    pixels, no resampling); the label, drawn on the after tile, then fits both.
+    Ground the shift uncovers repeats the tile's edge."""
     shift = estimate_shift([(_shrink(before, factor), _shrink(after, factor),
                              np.ones((-(-before.shape[1] // factor), -(-before.shape[2] // factor)), bool))])
     if shift is None:
         return before
-    log.info("before tile offset by (%.1f, %.1f) px: moved onto the after tile", *shift)
     # after[r, c] shows before[r - dy, c - dx]
-    m = np.float32([[1, 0, shift[0] * factor], [0, 1, shift[1] * factor]])
+    cols, rows = round(shift[0] * factor), round(shift[1] * factor)
+    log.info("before tile offset by (%d, %d) px: moved onto the after tile", cols, rows)
     h, w = before.shape[1:]
-    return np.stack([cv2.warpAffine(b, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-                     for b in before.astype(np.float32)])
+    r = np.clip(np.arange(h) - rows, 0, h - 1)
+    c = np.clip(np.arange(w) - cols, 0, w - 1)
+    return before[:, r[:, None], c[None, :]]
 
 
 def train_from_pairs(folder, *, exclude: tuple[str, ...] = (), seed: int = 0) -> dict:
