@@ -14,8 +14,10 @@ label. Printed per tile and overall:
 
 ``--train-leave-one-out``: for each tile, a classifier is trained on the other
 tiles only (never on the tile it is scored on) and passed as ``model=``.
+``--no-register``: without co-registration (gis.detect.register), in training
+and detection.
 
-    python scripts/eval_detection.py --pairs ../shared/data/levir-cd-samples [--train-leave-one-out] [--json out.json]
+    python scripts/eval_detection.py --pairs ../shared/data/levir-cd-samples [--train-leave-one-out] [--no-register] [--json out.json]
 """
 
 from __future__ import annotations
@@ -92,6 +94,8 @@ def main(argv=None) -> int:
     ap.add_argument("--pairs", required=True, type=Path)
     ap.add_argument("--train-leave-one-out", action="store_true")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--no-register", action="store_true",
+                    help="no co-registration, in training or detection (as before it existed)")
     args = ap.parse_args(argv)
     tiles = read_pair_folder(args.pairs)
     rows, tot = [], np.zeros(3, np.int64)
@@ -106,9 +110,9 @@ def main(argv=None) -> int:
             model = None
             if args.train_leave_one_out:
                 model = tmp / f"{name}.joblib"
-                save_model(train_from_pairs(args.pairs, exclude=(name,)), model)
+                save_model(train_from_pairs(args.pairs, exclude=(name,), register=not args.no_register), model)
             t0 = time.perf_counter()
-            changes = detect_changes(a, b, model=model, mask_out=m)
+            changes = detect_changes(a, b, model=model, mask_out=m, register=not args.no_register)
             seconds += time.perf_counter() - t0
             pixels += label.size
             with rasterio.open(m) as src:

@@ -21,7 +21,9 @@ def model():
 @click.option("--before", type=click.Path(path_type=Path), default=None, help="Earlier orthophoto of the alerts.")
 @click.option("--after", type=click.Path(path_type=Path), default=None, help="Later orthophoto of the alerts.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Model file (.joblib).")
-def train(pairs, alerts, layer, before, after, out):
+@click.option("--register/--no-register", default=True, show_default=True,
+              help="Move each before image onto its after image's content first, as `gis detect` does.")
+def train(pairs, alerts, layer, before, after, out, register):
     """Train from labelled pairs (--pairs) or from verdicts (--alerts --before --after).
 
     \b
@@ -36,6 +38,7 @@ def train(pairs, alerts, layer, before, after, out):
         raise click.UsageError("give either --pairs or --alerts (with --before and --after)")
     if alerts and not (before and after):
         raise click.UsageError("--alerts needs --before and --after (the images the alerts came from)")
-    m = train_from_pairs(pairs) if pairs else train_from_alerts(alerts, before, after, layer=layer)
+    m = train_from_pairs(pairs, register=register) if pairs else \
+        train_from_alerts(alerts, before, after, layer=layer, register=register)
     save_model(m, out)
     click.echo(f"{m['mode']} model trained on {m['n_samples']} examples ({m['n_positive']} changes) -> {out}")

@@ -112,14 +112,16 @@ def _registered(before: np.ndarray, after: np.ndarray, factor: int) -> np.ndarra
     return before[:, r[:, None], c[None, :]]
 
 
-def train_from_pairs(folder, *, exclude: tuple[str, ...] = (), seed: int = 0) -> dict:
-    """A ``mode="segments"`` model from labelled pairs (tiles named in ``exclude`` left out)."""
+def train_from_pairs(folder, *, exclude: tuple[str, ...] = (), seed: int = 0, register: bool = True) -> dict:
+    """A ``mode="segments"`` model from labelled pairs (tiles named in ``exclude`` left out);
+    ``register``: each before tile is moved onto its after tile first (as detection does)."""
     Xs, ys = [], []
     for name, before, after, label, res in read_pair_folder(folder):
         if name in exclude:
             continue
         k = _factor(res)
-        before = _registered(before, after, k)
+        if register:
+            before = _registered(before, after, k)
         before, after = _shrink(before, k), _shrink(after, k)
         label = _shrink(label[None].astype(np.float32), k)[0] > 0.5
         stats = _pair_stats(before, after, res * k)
@@ -133,7 +135,8 @@ def train_from_pairs(folder, *, exclude: tuple[str, ...] = (), seed: int = 0) ->
     return C.fit(X, y, mode="segments", nir=False, seed=seed)
 
 
-def train_from_alerts(alerts, before, after, *, layer: str | None = "alerts", seed: int = 0) -> dict:
+def train_from_alerts(alerts, before, after, *, layer: str | None = "alerts", seed: int = 0,
+                      register: bool = True) -> dict:
     """A ``mode="objects"`` model from alerts with verdicts over two orthophotos."""
     from gis.imagery import open_pair, read_window
 
@@ -169,7 +172,7 @@ def train_from_alerts(alerts, before, after, *, layer: str | None = "alerts", se
     blocks = windows_within(pair.grid, gdf.geometry.values, buffer=0.0, block=512)
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
         samples = list(_sample(pair, blocks, SAMPLE_WINDOWS, k))
-        shifted = _registered_pair(pair, samples, k)
+        shifted = _registered_pair(pair, samples, k) if register else None
         if shifted is not None:  # co-registered as detection will be
             pair = shifted
             samples = list(_sample(pair, blocks, SAMPLE_WINDOWS, k))
