@@ -115,6 +115,9 @@ def test_offset_on_the_same_grid_is_read_by_whole_pixels(tmp_path, caplog):
     assert all(ch.geometry.intersection(g).area.sum() / g.area >= 0.3 for g in planted)
     assert ch.geometry.intersects(shapely.union_all(planted)).all(), ch
     assert len(detect_changes(before, after, register=False)) > len(ch)
+    # worker processes read it shifted too (the offset travels with the pair)
+    par = detect_changes(before, after, workers=2, block=256)
+    assert par.geometry.to_wkb().tolist() == detect_changes(before, after, block=256).geometry.to_wkb().tolist()
     # the before image is read 5 columns and 3 rows on, without resampling; the strip
     # it does not reach is invalid
     pair = dataclasses.replace(open_pair(before, after), before_offset=(-2.5, 1.5))
