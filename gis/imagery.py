@@ -347,7 +347,6 @@ def _dataset(path, grid: Grid, resampling, offset=None) -> dict:
         # whole pixels (see gis.detect.run._registered): a window further on, no resampling
         t = grid.transform
         entry["shift"] = (int(round(offset[0] / t.a)), int(round(offset[1] / t.e)))
-        entry["ovr"] = False
     elif offset is not None or not on_grid:
         transform = grid.transform if offset is None else rasterio.Affine.translation(*offset) @ grid.transform
         entry["ds"] = WarpedVRT(src, crs=grid.crs, transform=transform, width=grid.width,
@@ -395,6 +394,18 @@ def _overview_fits(entry: dict, window: Window, bands, factor: int) -> bool:
                for v in (window.col_off, window.row_off, window.width, window.height))
 
 
+def overview_step(path, grid: Grid, factor: int) -> int:
+    """``factor`` when ``path`` lies on ``grid`` with an internal overview of exactly
+    ``factor`` (which :func:`_read` may use), else 1: a shift of the image by a
+    multiple of this keeps its windows on the overview's pixel lattice."""
+    if factor == 1:
+        return 1
+    with rasterio.open(path) as src:
+        ok = _on_grid(src, grid) and not (src.width % factor or src.height % factor) and \
+            all(factor in src.overviews(b) for b in src.indexes)
+    return factor if ok else 1
+
+
 def _read(path, grid: Grid, window: Window, bands, resampling, factor: int = 1, offset=None):
     """Bands and validity mask of ``path`` in ``window`` of ``grid`` (warped if needed),
     shrunk by ``factor``.
@@ -406,7 +417,12 @@ def _read(path, grid: Grid, window: Window, bands, resampling, factor: int = 1, 
     entry = _dataset(path, grid, resampling, offset)
     src = entry["ds"]
     if entry["shift"] is not None:
-        return _read_shifted(entry, window, bands, factor)
+        dc, dr = entry["shift"]
+        moved = Window(window.col_off + dc, window.row_off + dr, window.width, window.height)
+        if moved.col_off < 0 or moved.row_off < 0 or moved.col_off + moved.width > src.width or \
+                moved.row_off + moved.height > src.height:
+            return _read_shifted(entry, window, bands, factor)
+        window = moved  # inside the file: read as any window (overviews included)
     if _overview_fits(entry, window, bands, factor):
         shape = (len(bands), window.height // factor, window.width // factor)
         if entry["ovr"]:
@@ -473,7 +489,8 @@ def black_collar(data: np.ndarray, factor: int, res: float, valid: np.ndarray | 
 
 def _read_shifted(entry: dict, window: Window, bands, factor: int):
     """:func:`_read` of a file on the grid whose content sits ``entry["shift"]`` whole
-    pixels (columns, rows) off: the window that far on, ground beyond the file invalid."""
+    pixels (columns, rows) off, for a window that shift takes past the file's edge:
+    the window that far on, ground beyond the file invalid."""
     src = entry["ds"]
     dc, dr = entry["shift"]
     w, h = int(window.width), int(window.height)

@@ -128,6 +128,28 @@ def test_offset_on_the_same_grid_is_read_by_whole_pixels(tmp_path, caplog):
         assert np.array_equal(wd.before[:, 3:, 5:], src.read()[:, :-3, :-5].astype(np.float32))
 
 
+def test_offset_keeps_the_before_image_on_its_overview(tmp_path, caplog):
+    # COG orthophotos carry 2x average overviews, which detection (1 m work pixels) reads
+    # instead of decoding full resolution: the shift is then a whole number of work
+    # pixels, so the before image's windows stay on the overview's lattice
+    before, after = _pair_on_one_grid(tmp_path, cols=5, rows=3)
+    plain = detect_changes(before, after)
+    for path in (before, after):
+        with rasterio.open(path, "r+") as dst:
+            dst.build_overviews([2], Resampling.average)
+    with caplog.at_level(logging.INFO, logger="gis"):
+        ch = detect_changes(before, after)
+    # read from the overview twice: as first sampled, and again once shifted
+    assert caplog.text.count(f"{before}: reading its 2x overview") == 2
+    # 2.5 m west and 1.5 m south, applied as 2 or 3 m and 2 or 1 m: the rest, under half
+    # a work pixel, does no harm
+    planted = [shapely.affinity.translate(g, -2.5, -1.5)
+               for g in np.concatenate([structures().geometry.values, crops().geometry.values])]
+    assert all(ch.geometry.intersection(g).area.sum() / g.area >= 0.3 for g in planted)
+    assert ch.geometry.intersects(shapely.union_all(planted)).all(), ch
+    assert len(ch) == len(plain)
+
+
 def test_cli_no_register(scene, tmp_path):
     same = _offset(scene["same"], tmp_path / "same_off.tif", 2.0, 1.0)
     for flag, quiet in (([], True), (["--no-register"], False)):

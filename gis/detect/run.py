@@ -48,6 +48,7 @@ from gis.imagery import (
     close_datasets,
     common_extent,
     open_pair,
+    overview_step,
     read_window,
     windows_within,
 )
@@ -291,8 +292,11 @@ def _registered(pair: ImagePair, samples: list, factor: int) -> ImagePair | None
     # after[r, c] shows before[r - dy, c - dx]: read the before image that far back, by
     # whole pixels of the grid (no resampling: a bilinear shift blurs the before image,
     # and its texture then differs from what any model was trained on; the rest, under
-    # half a full-resolution pixel, is harmless)
-    cols, rows = round(-dx * factor), round(-dy * factor)
+    # half a full-resolution pixel, is harmless). A before image with 2x average overviews
+    # is shifted by whole work pixels, so its windows stay on the overview (a quarter
+    # of the decoding; the rest, under half a work pixel, 0.5 m, is still harmless)
+    step = overview_step(pair.before, pair.grid, factor)
+    cols, rows = step * round(-dx * factor / step), step * round(-dy * factor / step)
     offset = (cols * t.a, rows * t.e)
     east, north = -offset[0], -offset[1]
     log.warning("%s: the same ground lies %.1f m %s and %.1f m %s in the after image compared with the before "
