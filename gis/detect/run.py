@@ -285,7 +285,7 @@ def _registered(pair: ImagePair, samples: list, factor: int) -> ImagePair | None
     t = pair.grid.transform
     if t.b or t.d:
         return None
-    shift = estimate_shift(samples)
+    shift = estimate_shift(samples, pair.before)
     if shift is None:
         return None
     dx, dy = shift
