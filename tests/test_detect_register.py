@@ -161,11 +161,11 @@ def test_cli_no_register(scene, tmp_path):
 
 
 def test_training_tiles_are_registered_by_whole_pixels():
-    from gis.detect.training import _registered
+    from gis.detect.training import _registered, _shrink
 
     t = _texture(3, (320, 320))
     before = np.repeat(t[None, 10:266, 20:276], 3, 0)
     after = np.repeat(t[None, 14:270, 26:282], 3, 0)  # after[r, c] = before[r + 4, c + 6]
-    moved = _registered(before, after, 2)
+    moved = _registered(before, _shrink(before, 2), _shrink(after, 2), 2)
     assert np.array_equal(moved[:, :-4, :-6], after[:, :-4, :-6])  # no resampling: exact
-    assert _registered(before, before.copy(), 2) is before
+    assert _registered(before, _shrink(before, 2), _shrink(before, 2), 2) is None  # aligned: left alone

@@ -279,6 +279,21 @@ def _sample(pair: ImagePair, windows: list, n: int, factor: int, keep: dict | No
         yield wd.before, wd.after, wd.valid, wd.dsm_before, wd.dsm_after
 
 
+def sample_scene(pair: ImagePair, windows: list, factor: int, *, register: bool = True,
+                 keep: dict | None = None, order: list | None = None) -> tuple[ImagePair, list]:
+    """The pair (co-registered when ``register``) and its scene sample blocks, as
+    :func:`_sample` reads them. When the before image is found offset, the blocks are
+    read again, shifted (``keep`` and ``order`` then describe the second reading)."""
+    samples = list(_sample(pair, windows, SAMPLE_WINDOWS, factor, keep, order))
+    shifted = _registered(pair, samples, factor) if register and samples else None
+    if shifted is None:
+        return pair, samples
+    for seen in (keep, order):
+        if seen is not None:
+            seen.clear()
+    return shifted, list(_sample(shifted, windows, SAMPLE_WINDOWS, factor, keep, order))
+
+
 def _registered(pair: ImagePair, samples: list, factor: int) -> ImagePair | None:
     """The pair with the before image read shifted onto the after image's content,
     or None when they agree (or the blocks cannot tell, or the grid is rotated)."""
@@ -430,13 +445,7 @@ def _detect(pool, before, after, dsm_before, dsm_after, within, inventory, parce
     sampled: dict[int, WindowData] = {}
     order: list[int] = []
     feats: list = []
-    samples = list(_sample(pair, windows, SAMPLE_WINDOWS, factor, sampled, order))
-    shifted = _registered(pair, samples, factor) if register and samples else None
-    if shifted is not None:  # the samples are read again, shifted
-        pair = shifted
-        sampled.clear()
-        order.clear()
-        samples = list(_sample(pair, windows, SAMPLE_WINDOWS, factor, sampled, order))
+    pair, samples = sample_scene(pair, windows, factor, register=register, keep=sampled, order=order)
     stats = estimate_stats(samples, nir=pair.has_nir, res=pair.grid.res * factor, features=feats) \
         if windows else SceneStats()
     del samples

@@ -94,15 +94,15 @@ def _shrink(arr: np.ndarray, factor: int) -> np.ndarray:
     return np.stack([cv2.resize(b, size, interpolation=cv2.INTER_AREA) for b in arr.astype(np.float32)])
 
 
-def _registered(before: np.ndarray, after: np.ndarray, factor: int) -> np.ndarray:
-    """The before tile moved onto the after tile's content, as detection reads it
-    (gis.detect.register: measured at work pixels, applied by whole full-resolution
-    pixels, no resampling); the label, drawn on the after tile, then fits both.
-    Ground the shift uncovers repeats the tile's edge."""
-    shift = estimate_shift([(_shrink(before, factor), _shrink(after, factor),
-                             np.ones((-(-before.shape[1] // factor), -(-before.shape[2] // factor)), bool))])
+def _registered(before: np.ndarray, before_w: np.ndarray, after_w: np.ndarray, factor: int) -> np.ndarray | None:
+    """The full-resolution before tile moved onto the after tile's content, as
+    detection reads it (gis.detect.register: measured on the work-pixel tiles
+    ``before_w``, ``after_w``, applied by whole full-resolution pixels, no
+    resampling), or None when they agree; the label, drawn on the after tile, then
+    fits both. Ground the shift uncovers repeats the tile's edge."""
+    shift = estimate_shift([(before_w, after_w, np.ones(before_w.shape[1:], bool))])
     if shift is None:
-        return before
+        return None
     # after[r, c] shows before[r - dy, c - dx]
     cols, rows = round(shift[0] * factor), round(shift[1] * factor)
     log.info("before tile offset by (%d, %d) px: moved onto the after tile", cols, rows)
@@ -120,9 +120,9 @@ def train_from_pairs(folder, *, exclude: tuple[str, ...] = (), seed: int = 0, re
         if name in exclude:
             continue
         k = _factor(res)
-        if register:
-            before = _registered(before, after, k)
-        before, after = _shrink(before, k), _shrink(after, k)
+        before_w, after = _shrink(before, k), _shrink(after, k)
+        moved = _registered(before, before_w, after, k) if register else None
+        before = before_w if moved is None else _shrink(moved, k)
         label = _shrink(label[None].astype(np.float32), k)[0] > 0.5
         stats = _pair_stats(before, after, res * k)
         X, y = C.pair_samples(before, after, label, res * k, stats, nir=False)
@@ -166,16 +166,12 @@ def train_from_alerts(alerts, before, after, *, layer: str | None = "alerts", se
     res = pair.grid.res * k
     # scene statistics as detection computes them (same sample of blocks), so the
     # features seen in training are the ones the detector will show the model
-    from gis.detect.run import GDAL_CACHE_MB, SAMPLE_WINDOWS, _sample
-    from gis.detect.run import _registered as _registered_pair
+    from gis.detect.run import GDAL_CACHE_MB, sample_scene
     from gis.imagery import windows_within
     blocks = windows_within(pair.grid, gdf.geometry.values, buffer=0.0, block=512)
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
-        samples = list(_sample(pair, blocks, SAMPLE_WINDOWS, k))
-        shifted = _registered_pair(pair, samples, k) if register else None
-        if shifted is not None:  # co-registered as detection will be
-            pair = shifted
-            samples = list(_sample(pair, blocks, SAMPLE_WINDOWS, k))
+        # co-registered as detection will be
+        pair, samples = sample_scene(pair, blocks, k, register=register)
         stats = estimate_stats(samples, nir=pair.has_nir, res=res)
     rows = []
     for geom in gdf.geometry.values:

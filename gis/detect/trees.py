@@ -3,10 +3,10 @@
 scikit-learn walks a ``HistGradientBoostingClassifier`` one tree at a time
 (~22 ns per row and tree here); with five models of 100-150 trees scoring four
 segmentations of every window, that walk was two thirds of a detection run
-with a model. onnxruntime's ``TreeEnsembleRegressor`` does the same walk 4-6x
-faster. The fitted trees are copied node for node into one ONNX graph with
-one output per member model, so nothing is retrained and the model file is
-unchanged.
+with a model. onnxruntime's ``TreeEnsembleRegressor`` does the same walk ~3x
+faster (66 -> 24 s of a 20,000 px bench run). The fitted trees are copied node
+for node into one ONNX graph with one output per member model, so nothing is
+retrained and the model file is unchanged.
 
 The walk is exact, not approximate: onnxruntime compares in float32, and each
 float64 split threshold ``t`` becomes the largest float32 not above it, so for
