@@ -95,9 +95,10 @@ class ImagePair:
     scale_after: float = 1.0
     #: the ground both images cover (xmin, ymin, xmax, ymax), in the grid's CRS
     extent: tuple[float, float, float, float] | None = None
-    #: (x, y) in the grid's CRS units: the before image (and its DSM) is read this far
-    #: off the grid, to put its content where the after image's is (co-registration)
-    before_offset: tuple[float, float] | None = None
+    #: co-registration: the grid pixel (col, row) -> where the ground the after image
+    #: shows there sits in the before image read on the grid. The before image (and
+    #: its DSM) is read through it; None: where its georeference puts it
+    before_warp: rasterio.Affine | None = None
 
 
 @dataclass
@@ -320,7 +321,7 @@ _OPEN = threading.local()
 _MAX_OPEN = 8
 
 
-def _dataset(path, grid: Grid, resampling, offset=None) -> dict:
+def _dataset(path, grid: Grid, resampling, warp=None) -> dict:
     """The open dataset to read ``path`` on ``grid``: the file itself when it is on the
     grid, else a WarpedVRT onto it (its alpha band marks ground outside the source,
     even without a nodata value). Kept open for the next window; a rewritten file
@@ -335,20 +336,18 @@ def _dataset(path, grid: Grid, resampling, offset=None) -> dict:
     if _OPEN.grid is not grid:
         _OPEN.grid = grid
         _OPEN.grid_key = (grid.crs.to_wkt(), tuple(grid.transform), grid.width, grid.height)
-    key = (str(path), st.st_mtime_ns, st.st_size, _OPEN.grid_key, resampling, offset)
+    key = (str(path), st.st_mtime_ns, st.st_size, _OPEN.grid_key, resampling, warp)
     entry = cache.get(key)
     if entry is not None:
         cache.move_to_end(key)
         return entry
     src = rasterio.open(path)
-    entry = {"src": src, "ds": src, "ovr": None, "shift": None}
+    entry = {"src": src, "ds": src, "ovr": None, "warp": None}
     on_grid = _on_grid(src, grid)
-    if offset is not None and on_grid:
-        # whole pixels (see gis.detect.run._registered): a window further on, no resampling
-        t = grid.transform
-        entry["shift"] = (int(round(offset[0] / t.a)), int(round(offset[1] / t.e)))
-    elif offset is not None or not on_grid:
-        transform = grid.transform if offset is None else rasterio.Affine.translation(*offset) @ grid.transform
+    if warp is not None and on_grid:
+        entry["warp"] = warp  # applied window by window, by whole pixels (see _window_shift)
+    elif warp is not None or not on_grid:
+        transform = grid.transform if warp is None else grid.transform @ warp
         entry["ds"] = WarpedVRT(src, crs=grid.crs, transform=transform, width=grid.width,
                                 height=grid.height, resampling=resampling,
                                 # an alpha band of its own is warped along and stays the mask
@@ -394,19 +393,27 @@ def _overview_fits(entry: dict, window: Window, bands, factor: int) -> bool:
                for v in (window.col_off, window.row_off, window.width, window.height))
 
 
-def overview_step(path, grid: Grid, factor: int) -> int:
-    """``factor`` when ``path`` lies on ``grid`` with an internal overview of exactly
-    ``factor`` (which :func:`_read` may use), else 1: a shift of the image by a
-    multiple of this keeps its windows on the overview's pixel lattice."""
-    if factor == 1:
-        return 1
-    with rasterio.open(path) as src:
-        ok = _on_grid(src, grid) and not (src.width % factor or src.height % factor) and \
+def _window_shift(entry: dict, window: Window, factor: int) -> tuple[int, int]:
+    """Whole pixels (columns, rows) to move ``window`` by in a file on the grid read
+    through ``entry["warp"]``: the warp at the window's centre. Whole pixels, because
+    a bilinear shift blurs the before image, whose texture then differs from what any
+    model was trained on; the rest, under half a pixel, is harmless. A file with an
+    internal overview of exactly ``factor`` (which :func:`_read` may use) moves by
+    whole work pixels, so its windows stay on the overview's lattice (the rest, under
+    half a work pixel, 0.5 m, is still harmless)."""
+    steps = entry.setdefault("steps", {})
+    step = steps.get(factor)
+    if step is None:
+        src = entry["src"]
+        ovr = factor > 1 and entry["all_valid"] and not (src.width % factor or src.height % factor) and \
             all(factor in src.overviews(b) for b in src.indexes)
-    return factor if ok else 1
+        step = steps[factor] = factor if ovr else 1
+    cx, cy = window.col_off + window.width / 2, window.row_off + window.height / 2
+    x, y = entry["warp"] @ (cx, cy)
+    return step * round((x - cx) / step), step * round((y - cy) / step)
 
 
-def _read(path, grid: Grid, window: Window, bands, resampling, factor: int = 1, offset=None):
+def _read(path, grid: Grid, window: Window, bands, resampling, factor: int = 1, warp=None):
     """Bands and validity mask of ``path`` in ``window`` of ``grid`` (warped if needed),
     shrunk by ``factor``.
 
@@ -414,14 +421,14 @@ def _read(path, grid: Grid, window: Window, bands, resampling, factor: int = 1, 
     is read from it: 4x fewer pixels to decode at factor 2. It is used only once the
     first window read both ways agrees (an overview built by averaging equals our
     area average to the grey level; a nearest or cubic one does not, and is ignored)."""
-    entry = _dataset(path, grid, resampling, offset)
+    entry = _dataset(path, grid, resampling, warp)
     src = entry["ds"]
-    if entry["shift"] is not None:
-        dc, dr = entry["shift"]
+    if entry["warp"] is not None:
+        dc, dr = _window_shift(entry, window, factor)
         moved = Window(window.col_off + dc, window.row_off + dr, window.width, window.height)
         if moved.col_off < 0 or moved.row_off < 0 or moved.col_off + moved.width > src.width or \
                 moved.row_off + moved.height > src.height:
-            return _read_shifted(entry, window, bands, factor)
+            return _read_shifted(entry, window, bands, factor, (dc, dr))
         window = moved  # inside the file: read as any window (overviews included)
     if _overview_fits(entry, window, bands, factor):
         shape = (len(bands), window.height // factor, window.width // factor)
@@ -487,12 +494,12 @@ def black_collar(data: np.ndarray, factor: int, res: float, valid: np.ndarray | 
     return cv2.dilate(big[labels].view(np.uint8), np.ones((2 * r + 1, 2 * r + 1), np.uint8)).view(bool)
 
 
-def _read_shifted(entry: dict, window: Window, bands, factor: int):
-    """:func:`_read` of a file on the grid whose content sits ``entry["shift"]`` whole
-    pixels (columns, rows) off, for a window that shift takes past the file's edge:
-    the window that far on, ground beyond the file invalid."""
+def _read_shifted(entry: dict, window: Window, bands, factor: int, shift: tuple[int, int]):
+    """:func:`_read` of a file on the grid whose content sits ``shift`` whole pixels
+    (columns, rows) off, for a window that shift takes past the file's edge: the
+    window that far on, ground beyond the file invalid."""
     src = entry["ds"]
-    dc, dr = entry["shift"]
+    dc, dr = shift
     w, h = int(window.width), int(window.height)
     c0, r0 = int(window.col_off) + dc, int(window.row_off) + dr
     cc0, rr0 = max(c0, 0), max(r0, 0)
@@ -515,13 +522,13 @@ def read_window(pair: ImagePair, window: Window, factor: int = 1) -> WindowData:
     would otherwise reopen them every time); :func:`close_datasets` closes them."""
     g = pair.grid
     after, ma = _read(pair.after, g, window, pair.bands_after, Resampling.nearest, factor)
-    before, mb = _read(pair.before, g, window, pair.bands_before, Resampling.bilinear, factor, pair.before_offset)
+    before, mb = _read(pair.before, g, window, pair.bands_before, Resampling.bilinear, factor, pair.before_warp)
     valid = ma & mb
     collar = {}
-    for name, path, data, own, resampling, offset in (
+    for name, path, data, own, resampling, warp in (
             ("after", pair.after, after, ma, Resampling.nearest, None),
-            ("before", pair.before, before, mb, Resampling.bilinear, pair.before_offset)):
-        if _dataset(path, g, resampling, offset)["bare"]:
+            ("before", pair.before, before, mb, Resampling.bilinear, pair.before_warp)):
+        if _dataset(path, g, resampling, warp)["bare"]:
             black = black_collar(data, factor, g.res * factor, own)
             if black is not None:
                 collar[name] = black
@@ -539,7 +546,7 @@ def read_window(pair: ImagePair, window: Window, factor: int = 1) -> WindowData:
         if path:
             # the before DSM comes from the before flight: it moves with its image
             z, m = _read(path, g, window, (1,), Resampling.bilinear, factor,
-                         pair.before_offset if name == "dsm_before" else None)
+                         pair.before_warp if name == "dsm_before" else None)
             z = z[0]
             z[~m] = np.nan
             setattr(out, name, z)

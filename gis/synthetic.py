@@ -239,7 +239,8 @@ def _features_hash(*arrays) -> int:
     return int.from_bytes(h.digest(), "little")
 
 
-def _render_strip(scene, transform, row0, height, width, structures, crops, epoch, nodata_safe):
+def _render_strip(scene, transform, row0, height, width, structures, crops, epoch, nodata_safe,
+                  shadow=(-0.6, 0.6)):
     xs, ys = _ground_xy(transform, row0, height, width)
     strip_tf = transform @ rasterio.Affine.translation(0, row0)
     fid, road = _fields(scene, xs, ys)
@@ -284,10 +285,10 @@ def _render_strip(scene, transform, row0, height, width, structures, crops, epoc
                 img[:, m] *= (1 + 0.08 * np.sin(2 * np.pi * (gy + 0 * gx) / 1.8))[m][None]
 
     def roofs(geoms, rgbn, heights):
-        # shadow first (offset towards the north-west by ~0.6 x height), then the roof
-        off = np.asarray(heights, dtype=float) * 0.6
+        # shadow first (by default towards the north-west, ~0.6 x height each way), then the roof
+        h = np.asarray(heights, dtype=float)
         coords, idx = shapely.get_coordinates(geoms, return_index=True)
-        coords = coords + np.column_stack([-off[idx], off[idx]])
+        coords = coords + np.column_stack([shadow[0] * h[idx], shadow[1] * h[idx]])
         shadows = shapely.set_coordinates(np.array(geoms, dtype=object).copy(), coords)
         sh = _burn(shadows, np.ones(len(shadows)), (height, width), strip_tf, "uint8") > 0
         img[:, sh] *= 0.45
@@ -331,14 +332,17 @@ def _profile(bounds, resolution, crs, count, dtype, nodata, width=None, height=N
 
 
 def render_orthophoto(path, *, bounds, resolution, crs, structures=None, crops=None, seed=0,
-                      nir=False, dtype="uint8", nodata=None, epoch=None, date=None) -> Path:
+                      nir=False, dtype="uint8", nodata=None, epoch=None, date=None,
+                      shadow=(-0.6, 0.6)) -> Path:
     """Write a tiled DEFLATE GeoTIFF orthophoto (RGB, or RGB+NIR with ``nir=True``).
 
     ``bounds`` (xmin, ymin, xmax, ymax) are in ``crs`` (a projected CRS, metres);
     ``resolution`` is the pixel size in metres. ``dtype`` uint8 or uint16 (values
     scaled by 257). ``nodata``: written as the file's nodata value; real pixels are
     kept off it. ``date`` (datetime.date or ISO string) is written as the
-    ``ACQUISITION_DATE`` tag. Returns the path.
+    ``ACQUISITION_DATE`` tag. ``shadow``: where buildings cast their shadow, in
+    metres east and north per metre of height (the sun's direction and elevation;
+    the default is a mid-morning summer sun). Returns the path.
     """
     path = Path(path)
     st = _planted(structures, crs, "roof")
@@ -359,7 +363,7 @@ def render_orthophoto(path, *, bounds, resolution, crs, structures=None, crops=N
         for row0 in range(0, prof["height"], STRIP):
             h = min(STRIP, prof["height"] - row0)
             img = _render_strip(scene, prof["transform"], row0, h, prof["width"],
-                                (st[0], st[1], heights), cr, epoch, nodata_safe)[:count]
+                                (st[0], st[1], heights), cr, epoch, nodata_safe, shadow)[:count]
             img = img * scale
             if nodata is not None and nodata > 0:
                 img = np.minimum(img, nodata - 1)

@@ -142,6 +142,33 @@ def test_nodata_is_never_change(scene, tmp_path, caplog):
     assert "no valid data" in caplog.text
 
 
+def test_edge_of_one_flight_is_not_change(scene, tmp_path):
+    # the before flight ends along a ragged line where the after flight goes on (each
+    # week's flight covers a slightly different area): the ground next to its edge is
+    # examined, and the missing ground beyond it must not bleed into it as change
+    p = tmp_path / "ends.tif"
+    with rasterio.open(scene["before"]) as src:
+        prof, data = src.profile, src.read()
+    rows, cols = np.mgrid[:data.shape[1], :data.shape[2]]
+    data[:, cols + rows > 900 + 30 * np.sin(rows / 40)] = 0
+    prof.update(nodata=0)
+    with rasterio.open(p, "w", **prof) as dst:
+        dst.write(data)
+    assert len(detect_changes(p, scene["same"])) == 0
+    # and the planted houses on the covered side are still found
+    ch = detect_changes(p, scene["after"])
+    inside = [g for g in structures().geometry.values if g.centroid.x - X0 + (Y0 + 300 - g.centroid.y) < 400]
+    assert inside and all(ch.geometry.intersection(g).area.sum() / g.area >= 0.3 for g in inside)
+
+
+def test_moving_shadows_are_not_change(tmp_path):
+    # another hour or season: every house's shadow falls elsewhere, nothing was built
+    before = ortho(tmp_path / "morning.tif", epoch=1, planted=False)
+    for sun in ((0.6, 0.6), (0.0, 1.2)):  # afternoon; low winter sun
+        after = ortho(tmp_path / "later.tif", epoch=2, planted=False, shadow=sun)
+        assert len(detect_changes(before, after)) == 0
+
+
 def _with_collar(src_path, out, collar, **profile):
     with rasterio.open(src_path) as src:
         prof, data = src.profile, src.read()

@@ -7,15 +7,16 @@ import numpy as np
 import rasterio
 import shapely
 from click.testing import CliRunner
-from detect_fixtures import BOUNDS, crops, ortho, scene, structures  # noqa: F401
+from detect_fixtures import BOUNDS, CRS, X0, Y0, crops, ortho, scene, structures  # noqa: F401
 from rasterio.enums import Resampling
 from rasterio.transform import Affine
+from rasterio.warp import reproject
 from rasterio.windows import Window
 
 from gis.cli import main
 from gis.detect import detect_changes
-from gis.detect.register import estimate_shift
-from gis.imagery import _dataset, open_pair, read_window
+from gis.detect.register import estimate_offset, estimate_shift
+from gis.imagery import _dataset, _window_shift, open_pair, read_window
 
 
 def _offset(src_path, out, dx, dy):
@@ -120,9 +121,10 @@ def test_offset_on_the_same_grid_is_read_by_whole_pixels(tmp_path, caplog):
     assert par.geometry.to_wkb().tolist() == detect_changes(before, after, block=256).geometry.to_wkb().tolist()
     # the before image is read 5 columns and 3 rows on, without resampling; the strip
     # it does not reach is invalid
-    pair = dataclasses.replace(open_pair(before, after), before_offset=(-2.5, 1.5))
+    pair = dataclasses.replace(open_pair(before, after), before_warp=Affine.translation(-5, -3))
     wd = read_window(pair, Window(0, 0, 800, 600), 1)
-    assert _dataset(pair.before, pair.grid, Resampling.bilinear, (-2.5, 1.5))["shift"] == (-5, -3)
+    entry = _dataset(pair.before, pair.grid, Resampling.bilinear, pair.before_warp)
+    assert entry["ds"] is entry["src"] and _window_shift(entry, Window(0, 0, 800, 600), 1) == (-5, -3)
     assert not wd.valid[:3].any() and not wd.valid[:, :5].any() and wd.valid[3:, 5:].all()
     with rasterio.open(before) as src:
         assert np.array_equal(wd.before[:, 3:, 5:], src.read()[:, :-3, :-5].astype(np.float32))
@@ -169,3 +171,73 @@ def test_training_tiles_are_registered_by_whole_pixels():
     moved = _registered(before, _shrink(before, 2), _shrink(after, 2), 2)
     assert np.array_equal(moved[:, :-4, :-6], after[:, :-4, :-6])  # no resampling: exact
     assert _registered(before, _shrink(before, 2), _shrink(before, 2), 2) is None  # aligned: left alone
+
+
+def _field_blocks(offset_at, seed=9):
+    """4 x 4 blocks of 256 px, 256 px apart, of one texture: the after block at work
+    pixel centre (c, r) shows the before block's content moved by ``offset_at(c, r)``
+    (rounded to whole pixels); with each block's centre."""
+    t = _texture(seed, (1200, 1200))
+    blocks, centres = [], []
+    for r in range(128, 1024, 256):
+        for c in range(128, 1024, 256):
+            dx, dy = (round(v) for v in offset_at(c, r))
+            after = t[r - 128 + 50:r + 128 + 50, c - 128 + 50:c + 128 + 50]
+            # after[y, x] = before[y - dy, x - dx]
+            before = t[r - 128 + 50 + dy:r + 128 + 50 + dy, c - 128 + 50 + dx:c + 128 + 50 + dx]
+            blocks.append((np.repeat(before[None], 3, 0), np.repeat(after[None], 3, 0), np.ones((256, 256), bool)))
+            centres.append((c, r))
+    return blocks, centres
+
+
+def test_estimate_offset_fits_a_scale_and_rotation(caplog):
+    # a before orthophoto 0.4 % larger and turned 0.1 degree: the offset grows across
+    # the scene, and one shift would leave metres somewhere
+    g = np.array([[0.004, -0.002, -1.0], [0.002, 0.004, 2.0]])
+    blocks, centres = _field_blocks(lambda c, r: g @ (c, r, 1))
+    fit = estimate_offset(blocks, centres)
+    xy1 = np.column_stack([np.array(centres), np.ones(len(centres))])
+    assert np.abs(xy1 @ fit.T - xy1 @ g.T).max() < 0.6
+    with caplog.at_level(logging.WARNING, logger="gis.detect"):
+        assert estimate_shift(blocks) is None  # no positions: one shift or nothing
+    assert "varies over the scene" in caplog.text
+    # one shift for the whole scene is still one shift (no gradient fitted to noise)
+    fit = estimate_offset(*_field_blocks(lambda c, r: (3.0, -2.0)))
+    assert np.array_equal(fit[:, :2], np.zeros((2, 2))) and np.allclose(fit[:, 2], (3, -2), atol=0.2)
+    # offsets no plane explains (orthophotos rectified over different terrain): refused
+    rng = np.random.default_rng(1)
+    jumps = rng.integers(-4, 5, (16, 2))
+    order = iter(range(16))
+    blocks, centres = _field_blocks(lambda c, r: jumps[next(order)])
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="gis.detect"):
+        assert estimate_offset(blocks, centres) is None
+    assert "in no way one shift, scale or rotation explains" in caplog.text
+
+
+def test_before_image_of_another_scale_is_registered_window_by_window(tmp_path, caplog):
+    # a before orthophoto 0.4 % larger than the after one (another flight height or lens
+    # calibration), delivered on the after image's grid: the same ground lies 0 m apart at
+    # the north-west corner and 3 m east and south at the south-east. No one shift fits
+    side = 768.0
+    bounds = (X0, Y0, X0 + side, Y0 + side)
+    raw = ortho(tmp_path / "raw.tif", epoch=1, planted=False, bounds=bounds)
+    same = ortho(tmp_path / "same.tif", epoch=2, planted=False, bounds=bounds)
+    after = ortho(tmp_path / "after.tif", epoch=3, planted=True, bounds=bounds)
+    before = tmp_path / "before.tif"
+    with rasterio.open(raw) as src:
+        prof, data = src.profile, src.read()
+    out = np.zeros_like(data)
+    reproject(data, out, src_transform=rasterio.transform.from_origin(X0, Y0 + side, 0.5 * 1.004, 0.5 * 1.004),
+              src_crs=CRS, dst_transform=prof["transform"], dst_crs=CRS, resampling=Resampling.cubic)
+    with rasterio.open(before, "w", **prof) as dst:
+        dst.write(out)
+    assert len(detect_changes(before, same, register=False)) > 10
+    with caplog.at_level(logging.WARNING, logger="gis.detect"):
+        assert len(detect_changes(before, same)) == 0
+    assert "varying across the scene" in caplog.text and "window by window" in caplog.text
+    # the planted objects are all found where the after image shows them, and nothing else
+    ch = detect_changes(before, after)
+    planted = np.concatenate([structures().geometry.values, crops().geometry.values])
+    assert all(ch.geometry.intersection(g).area.sum() / g.area >= 0.3 for g in planted)
+    assert ch.geometry.intersects(shapely.union_all(planted)).all(), ch

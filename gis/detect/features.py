@@ -125,16 +125,24 @@ def _edges(L_a: np.ndarray, L_b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np
 
 
 def compute_features(before: np.ndarray, after: np.ndarray, stats: SceneStats, *,
-                     nir: bool = False, full: bool = False, res: float = 0.5) -> dict[str, np.ndarray]:
+                     nir: bool = False, full: bool = False, res: float = 0.5,
+                     valid: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Feature maps of a window. ``before``/``after``: float32 (bands, h, w), 0-255;
     ``res``: pixel size in metres (smoothing is set in metres on the ground).
 
-    ``full`` adds the multi-scale maps the trained classifier uses.
+    ``full`` adds the multi-scale maps the trained classifier uses. ``valid``: where
+    both images have data; elsewhere the before image is taken to show what the after
+    image does, so ground one flight did not cover (nodata, beyond its edge) shows no
+    change that blurring could carry onto the valid pixels next to it.
     """
     s05, s15 = max(0.5 / res, 0.5), max(1.5 / res, 0.7)
     nb = before.shape[0]
     before = before * stats.gain[:nb, None, None]
     before += stats.offset[:nb, None, None]
+    if valid is not None and not valid.all():
+        # (one flight ending where the other goes on gave false alarms along its edge)
+        missing = ~valid
+        before[:, missing] = after[:, missing]
     a8, b8 = _rgb8(before), _rgb8(after)
     L_a, A_a, B_a = _lab(a8, s05)
     L_b, A_b, B_b = _lab(b8, s05)

@@ -37,7 +37,7 @@ from rasterio.windows import Window
 from gis.detect.dsm import height_masks
 from gis.detect.features import SceneStats, compute_features
 from gis.detect.objects import KINDS, MIN_AREA, components, polygonise
-from gis.detect.register import estimate_shift
+from gis.detect.register import MAX_SHIFT_PX, estimate_offset
 from gis.detect.scene import estimate_stats
 from gis.detect.spectral import building_mask, clean, demolition_mask
 from gis.detect.vegetation import vegetation_mask
@@ -48,7 +48,6 @@ from gis.imagery import (
     close_datasets,
     common_extent,
     open_pair,
-    overview_step,
     read_window,
     windows_within,
 )
@@ -147,7 +146,7 @@ def _run_window(task: WindowTask, data: WindowData | None, features: dict | None
         f = features
     else:
         f = compute_features(wd.before, wd.after, task.stats, nir=pair.has_nir,
-                             full=segments_model or objects_model, res=res)
+                             full=segments_model or objects_model, res=res, valid=wd.valid)
     masks: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     t = task.stats.building_threshold
     if segments_model:
@@ -284,8 +283,10 @@ def sample_scene(pair: ImagePair, windows: list, factor: int, *, register: bool 
     """The pair (co-registered when ``register``) and its scene sample blocks, as
     :func:`_sample` reads them. When the before image is found offset, the blocks are
     read again, shifted (``keep`` and ``order`` then describe the second reading)."""
+    order = [] if order is None else order
     samples = list(_sample(pair, windows, SAMPLE_WINDOWS, factor, keep, order))
-    shifted = _registered(pair, samples, factor) if register and samples else None
+    shifted = _registered(pair, samples, [windows[i][1] for i in order], windows, factor) \
+        if register and samples else None
     if shifted is None:
         return pair, samples
     for seen in (keep, order):
@@ -294,31 +295,53 @@ def sample_scene(pair: ImagePair, windows: list, factor: int, *, register: bool 
     return shifted, list(_sample(shifted, windows, SAMPLE_WINDOWS, factor, keep, order))
 
 
-def _registered(pair: ImagePair, samples: list, factor: int) -> ImagePair | None:
+def _centre(w: Window, factor: int, block: int = 512) -> tuple[float, float]:
+    """Centre (col, row) of the part of window ``w`` :func:`_sample` reads, in work pixels."""
+    return ((w.col_off + min(w.width, block) / 2) / factor, (w.row_off + min(w.height, block) / 2) / factor)
+
+
+def _registered(pair: ImagePair, samples: list, sampled: list, windows: list, factor: int) -> ImagePair | None:
     """The pair with the before image read shifted onto the after image's content,
-    or None when they agree (or the blocks cannot tell, or the grid is rotated)."""
+    or None when they agree (or the blocks cannot tell, or the grid is rotated).
+    ``sampled``: the windows ``samples`` were read from; ``windows``: all."""
     t = pair.grid.transform
     if t.b or t.d:
         return None
-    shift = estimate_shift(samples, pair.before)
-    if shift is None:
+    g = estimate_offset(samples, [_centre(w, factor) for w in sampled], pair.before)
+    if g is None:
         return None
-    dx, dy = shift
-    # after[r, c] shows before[r - dy, c - dx]: read the before image that far back, by
-    # whole pixels of the grid (no resampling: a bilinear shift blurs the before image,
-    # and its texture then differs from what any model was trained on; the rest, under
-    # half a full-resolution pixel, is harmless). A before image with 2x average overviews
-    # is shifted by whole work pixels, so its windows stay on the overview (a quarter
-    # of the decoding; the rest, under half a work pixel, 0.5 m, is still harmless)
-    step = overview_step(pair.before, pair.grid, factor)
-    cols, rows = step * round(-dx * factor / step), step * round(-dy * factor / step)
-    offset = (cols * t.a, rows * t.e)
-    east, north = -offset[0], -offset[1]
-    log.warning("%s: the same ground lies %.1f m %s and %.1f m %s in the after image compared with the before "
-                "image (phase correlation of the sampled blocks): the before image is read shifted to match. "
-                "Check the two flights' georeferencing if that is unexpected (--no-register turns this off)",
-                pair.before, abs(east), "east" if east >= 0 else "west", abs(north), "north" if north >= 0 else "south")
-    return dataclasses.replace(pair, before_offset=offset)
+    # after[r, c] shows before[r - dy, c - dx], (dx, dy) = g @ (c, r, 1) in work pixels:
+    # the same as a map of grid pixels (full resolution) onto the before image's
+    warp = rasterio.Affine(1 - g[0, 0], -g[0, 1], -factor * g[0, 2], -g[1, 0], 1 - g[1, 1], -factor * g[1, 2])
+    # how far each window's ground moves, east and north (m)
+    at = np.array([(w.col_off + w.width / 2, w.row_off + w.height / 2) for _, w in windows] or [(0.0, 0.0)])
+    moved = np.column_stack(warp @ tuple(at.T)) - at
+    east, north = moved[:, 0] * t.a, moved[:, 1] * t.e
+    if not g[:, :2].any():
+        e, n = -east[0], -north[0]
+        log.warning("%s: the same ground lies %.1f m %s and %.1f m %s in the after image compared with the "
+                    "before image (phase correlation of the sampled blocks): the before image is read shifted "
+                    "to match. Check the two flights' georeferencing if that is unexpected (--no-register "
+                    "turns this off)", pair.before, abs(e), "east" if e >= 0 else "west", abs(n),
+                    "north" if n >= 0 else "south")
+        return dataclasses.replace(pair, before_warp=warp)
+    size = np.hypot(east, north)
+    if size.max() > MAX_SHIFT_PX * factor * abs(t.a):
+        log.warning("%s: the offset from the after image varies over the scene and would reach %.1f m at the "
+                    "far windows: not corrected; expect false alarms along edges. Check the two flights' "
+                    "georeferencing", pair.before, size.max())
+        return None
+    # each window is read at its centre's offset: how far the field still moves (m) from
+    # a 512 px window's centre to its corners
+    inside = np.abs(g[:, :2]).sum(axis=1).max() * 256 * abs(t.a)
+    log.warning("%s: the same ground lies %.1f-%.1f m apart in the two images, varying across the scene (the "
+                "orthophotos differ in scale or rotation; phase correlation of %d sampled blocks): the before "
+                "image is read shifted window by window to match%s. Check the two flights' georeferencing if "
+                "that is unexpected (--no-register turns this off)", pair.before, size.min(), size.max(),
+                len(samples), "" if inside <= 0.75 else
+                f", but the offset still varies by up to {inside:.1f} m within a window: expect false alarms "
+                "along edges")
+    return dataclasses.replace(pair, before_warp=warp)
 
 
 def _area_mask(area, shape: tuple[int, int], transform) -> np.ndarray:

@@ -106,7 +106,7 @@ def estimate_stats(samples, *, nir: bool = False, res: float = 0.5, features: li
             if features is not None:
                 features.append(None)
             continue
-        f = compute_features(before, after, stats, nir=nir, res=res)
+        f = compute_features(before, after, stats, nir=nir, res=res, valid=valid)
         if features is not None:
             features.append(f)
         scores.append(f["building"][valid][::7])

@@ -181,7 +181,7 @@ def train_from_alerts(alerts, before, after, *, layer: str | None = "alerts", se
         win = from_bounds(x0 - pad, y0 - pad, x1 + pad, y1 + pad, pair.grid.transform)
         win = win.round_offsets().round_lengths().intersection(Window(0, 0, pair.grid.width, pair.grid.height))
         wd = read_window(pair, win, k)
-        f = compute_features(wd.before, wd.after, stats, nir=pair.has_nir, full=True, res=res)
+        f = compute_features(wd.before, wd.after, stats, nir=pair.has_nir, full=True, res=res, valid=wd.valid)
         lab = rasterize([(geom, 1)], out_shape=wd.valid.shape, transform=wd.transform, fill=0, dtype="int32")
         lab[~wd.valid] = 0
         rows.append(C.region_features(feature_stack(f), lab, 2)[1])
