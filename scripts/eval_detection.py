@@ -15,9 +15,10 @@ label. Printed per tile and overall:
 ``--train-leave-one-out``: for each tile, a classifier is trained on the other
 tiles only (never on the tile it is scored on) and passed as ``model=``.
 ``--no-register``: without co-registration (gis.detect.register), in training
-and detection.
+and detection. ``--pictures DIR``: a PNG per tile to look at (before | after |
+after with the result: found green, false red, missed blue).
 
-    python scripts/eval_detection.py --pairs ../shared/data/levir-cd-samples [--train-leave-one-out] [--no-register] [--json out.json]
+    python scripts/eval_detection.py --pairs ../shared/data/levir-cd-samples [--train-leave-one-out] [--no-register] [--json out.json] [--pictures DIR]
 """
 
 from __future__ import annotations
@@ -83,6 +84,18 @@ def object_scores(pred: np.ndarray, label: np.ndarray) -> tuple[int, int, int]:
     return len(big), detected, fa
 
 
+def picture(path: Path, before: np.ndarray, after: np.ndarray, pred: np.ndarray, label: np.ndarray) -> None:
+    """before | after | after with the result: found green, false red, missed blue."""
+    from PIL import Image
+
+    rgb = [np.moveaxis(x[:3], 0, -1).astype(np.uint8) for x in (before, after)]
+    over = rgb[1].astype(np.float32)
+    for sel, colour in ((pred & label, (0, 255, 0)), (pred & ~label, (255, 0, 0)), (~pred & label, (0, 80, 255))):
+        over[sel] = 0.45 * over[sel] + 0.55 * np.array(colour, np.float32)
+    gap = np.full((rgb[0].shape[0], 6, 3), 255, np.uint8)
+    Image.fromarray(np.hstack([rgb[0], gap, rgb[1], gap, over.astype(np.uint8)])).save(path)
+
+
 def f1(tp, fp, fn):
     p = tp / max(tp + fp, 1)
     r = tp / max(tp + fn, 1)
@@ -96,7 +109,12 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path)
     ap.add_argument("--no-register", action="store_true",
                     help="no co-registration, in training or detection (as before it existed)")
+    ap.add_argument("--pictures", type=Path, default=None,
+                    help="Write a PNG per tile here: before | after | after with the result "
+                         "(green found, red false, blue missed).")
     args = ap.parse_args(argv)
+    if args.pictures:
+        args.pictures.mkdir(parents=True, exist_ok=True)
     tiles = read_pair_folder(args.pairs)
     rows, tot = [], np.zeros(3, np.int64)
     objs = np.zeros(3, np.int64)
@@ -119,6 +137,8 @@ def main(argv=None) -> int:
                 pred = building_mask(changes, after, src.transform)
             tp, fp, fn = int((pred & label).sum()), int((pred & ~label).sum()), int((~pred & label).sum())
             tot += (tp, fp, fn)
+            if args.pictures:
+                picture(args.pictures / f"{name}.png", before, after, pred, label)
             o = object_scores(pred, label)
             objs += o
             rows.append({"tile": name, "f1": f1(tp, fp, fn)[0], "precision": f1(tp, fp, fn)[1],
