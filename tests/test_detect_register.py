@@ -116,6 +116,19 @@ def test_offset_on_the_same_grid_is_read_by_whole_pixels(tmp_path, caplog):
     assert all(ch.geometry.intersection(g).area.sum() / g.area >= 0.3 for g in planted)
     assert ch.geometry.intersects(shapely.union_all(planted)).all(), ch
     assert len(detect_changes(before, after, register=False)) > len(ch)
+    # a roof built across the after image's northern edge: the before image, read 3 rows
+    # on, has no data for the first 3 rows, so the roof is reported up to them only (up
+    # to the first whole 1 m work pixel past them)
+    with rasterio.open(after) as src:
+        prof, data = src.profile, src.read()
+    data[:, :30, 300:340] = np.array([168, 72, 58], np.uint8)[:, None, None]
+    edge = tmp_path / "edge_after.tif"
+    with rasterio.open(edge, "w", **prof) as dst:
+        dst.write(data)
+    detect_changes(before, edge, mask_out=tmp_path / "edge.tif")
+    with rasterio.open(tmp_path / "edge.tif") as src:
+        m = src.read(1)
+    assert not m[:4].any() and m[4:28, 302:338].all()
     # worker processes read it shifted too (the offset travels with the pair)
     par = detect_changes(before, after, workers=2, block=256)
     assert par.geometry.to_wkb().tolist() == detect_changes(before, after, block=256).geometry.to_wkb().tolist()
