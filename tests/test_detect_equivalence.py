@@ -207,7 +207,7 @@ def test_traced_polygons_are_gdals_vertex_for_vertex(seed):
 
 
 def test_scene_moments_equal_the_gathered_pixels():
-    """Radiometric matching's means and spreads from band-contiguous sub-grid copies
+    """Colour matching's means and covariances from band-contiguous sub-grid copies
     equal those of the gathered valid pixels (the earlier code) to float64 rounding."""
     from gis.detect.scene import _moments
 
@@ -218,6 +218,23 @@ def test_scene_moments_equal_the_gathered_pixels():
              np.zeros((64, 80), bool)]
     for k in (1, 2, 3):
         plain = np.concatenate([im[:, ::k, ::k][:, v[::k, ::k]] for im, v in zip(imgs, valid)], 1).astype(np.float64)
-        mean, std = _moments(imgs, valid, k)
+        mean, cov = _moments(imgs, valid, k)
         np.testing.assert_allclose(mean, plain.mean(1), rtol=1e-12)
-        np.testing.assert_allclose(std, plain.std(1), rtol=1e-10)
+        np.testing.assert_allclose(cov, np.cov(plain, bias=True), rtol=1e-10)
+
+
+def test_colour_transfer_gives_the_after_covariance():
+    """The colour matrix maps the before colours' covariance onto the after colours'
+    (any saturation, white balance or mixing of the bands), and clips gains far from 1."""
+    from gis.detect.scene import colour_transfer
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(0, 1, (3, 5000)) * np.array([[30], [25], [20]])
+    mix = np.array([[1.3, -0.2, -0.1], [-0.15, 1.25, -0.1], [-0.1, -0.2, 1.3]])  # more saturated
+    y = mix @ x
+    cb, ca = np.cov(x, bias=True), np.cov(y, bias=True)
+    m = colour_transfer(cb, ca)
+    np.testing.assert_allclose(m, m.T, atol=1e-9)
+    np.testing.assert_allclose(m @ cb @ m, ca, rtol=1e-3, atol=1e-2)
+    # what looks like a tripled contrast is different content, not light
+    assert np.linalg.eigvalsh(colour_transfer(cb, cb * 9)).max() == pytest.approx(1.6)

@@ -1,10 +1,10 @@
 """Per-pixel change features of one window, shared by every detector.
 
-All images arrive on a 0-255 scale (see :mod:`gis.imagery`). The before image
-is first matched to the after image band by band (gain and offset from
-scene-wide statistics, :class:`SceneStats`), so a brighter survey day is not a
-change. Everything here is OpenCV on float32 arrays: a window of a megapixel
-costs a few tens of milliseconds.
+All images arrive on a 0-255 scale (see :mod:`gis.imagery`). The before image's
+colours are first mapped onto the after image's (a 3 x 3 colour matrix and offset
+from scene-wide statistics, :class:`SceneStats`), so a brighter survey day, or
+another camera's colour rendering, is not a change. Everything here is OpenCV on
+float32 arrays: a window of a megapixel costs a few tens of milliseconds.
 
 Cues (all in [0, 1] or small signed ranges, independent of the scene):
 - ``dmag``: colour change in CIE Lab (Euclidean, smoothed), in Lab units.
@@ -43,6 +43,9 @@ class SceneStats:
 
     gain: np.ndarray = field(default_factory=lambda: np.ones(4, np.float32))
     offset: np.ndarray = field(default_factory=lambda: np.zeros(4, np.float32))
+    #: (3, 3): the before image's red, green, blue are mapped by it (then ``offset``
+    #: added) instead of by ``gain``, which then serves the NIR band only
+    colour: np.ndarray | None = None
     building_threshold: float = 0.3
     veg_threshold: float = 0.12
     dsm_offset: float = 0.0
@@ -137,7 +140,12 @@ def compute_features(before: np.ndarray, after: np.ndarray, stats: SceneStats, *
     """
     s05, s15 = max(0.5 / res, 0.5), max(1.5 / res, 0.7)
     nb = before.shape[0]
-    before = before * stats.gain[:nb, None, None]
+    if stats.colour is None:
+        before = before * stats.gain[:nb, None, None]
+    else:
+        rgb = before[:3]
+        mapped = (stats.colour @ rgb.reshape(3, -1)).reshape(rgb.shape)
+        before = mapped if nb == 3 else np.concatenate([mapped, before[3:] * stats.gain[3:nb, None, None]])
     before += stats.offset[:nb, None, None]
     if valid is not None and not valid.all():
         # (one flight ending where the other goes on gave false alarms along its edge)

@@ -4,8 +4,14 @@ Thresholds are set once for the whole scene, never per window: a window with
 no change must stay quiet, and per-window Otsu would always split it in two.
 The sample is a spread of windows over the area of interest; the figures are:
 
-- radiometric matching: per-band gain and offset that bring the before image's
-  mean and spread onto the after image's (a sunnier survey day is not a change);
+- colour matching: the linear map that brings the before image's colours (mean
+  and covariance of red, green, blue) onto the after image's, the linear
+  Monge-Kantorovich colour transfer (Pitie & Kokaram, 2007). A sunnier survey
+  day, another camera's or mosaicking program's colour rendering (saturation,
+  white balance) is not a change; matching band by band, as earlier releases
+  did, left 40 % more saturated after imagery 35 false alarms on the village
+  roofs of an unchanged synthetic square kilometre. A NIR band is matched on
+  its own;
 - building threshold: Otsu over the sampled building scores, but never below a
   floor, so a scene with little change does not lower the bar into the noise;
 - vegetation-gain threshold: likewise, over the sampled index gains;
@@ -57,10 +63,10 @@ def _otsu(x: np.ndarray) -> float | None:
 
 
 def _moments(images: list, valid: list, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-band mean and standard deviation of the valid pixels on every ``k``-th row
-    and column of ``images`` ((bands, h, w) arrays), in float64. The pixels are laid
-    out band by band (contiguous rows: numpy sums them pairwise, and a copy of a
-    sub-grid is cheap where a boolean gather of a strided view is not)."""
+    """Per-band mean and the bands' covariance matrix (population) of the valid pixels
+    on every ``k``-th row and column of ``images`` ((bands, h, w) arrays), in float64.
+    The pixels are laid out band by band (contiguous rows: numpy sums them pairwise,
+    and a copy of a sub-grid is cheap where a boolean gather of a strided view is not)."""
     parts = []
     for img, v in zip(images, valid):
         x, v = img[:, ::k, ::k], v[::k, ::k]
@@ -68,8 +74,29 @@ def _moments(images: list, valid: list, k: int) -> tuple[np.ndarray, np.ndarray]
     p = np.concatenate(parts, 1, dtype=np.float64)
     mean = p.mean(1)
     p -= mean[:, None]
-    np.square(p, out=p)
-    return mean, np.sqrt(p.mean(1))
+    return mean, (p @ p.T) / p.shape[1]
+
+
+def _sqrtm(a: np.ndarray) -> np.ndarray:
+    """Square root of a symmetric positive semi-definite matrix."""
+    w, v = np.linalg.eigh(a)
+    return (v * np.sqrt(np.maximum(w, 0))) @ v.T
+
+
+def colour_transfer(cov_before: np.ndarray, cov_after: np.ndarray) -> np.ndarray:
+    """The symmetric matrix ``M`` with ``M @ cov_before @ M == cov_after``: mapping
+    the before image's centred colours by it gives them the after image's covariance
+    (linear Monge-Kantorovich transfer, the least colour movement that does). Unlike
+    a regression of one date on the other, it does not shrink towards grey where the
+    dates differ in content. Its gains (eigenvalues) are clipped to [0.6, 1.6], as
+    per-band matching clipped its gains: a gain far from 1 means different content,
+    not light."""
+    eye = np.eye(len(cov_before)) * 1e-3  # a flat band (a grey image) stays invertible
+    root = _sqrtm(cov_before + eye)
+    inv_root = np.linalg.inv(root)
+    m = inv_root @ _sqrtm(root @ (cov_after + eye) @ root) @ inv_root
+    w, v = np.linalg.eigh((m + m.T) / 2)
+    return (v * np.clip(w, 0.6, 1.6)) @ v.T
 
 
 def estimate_stats(samples, *, nir: bool = False, res: float = 0.5, features: list | None = None) -> SceneStats:
@@ -90,14 +117,16 @@ def estimate_stats(samples, *, nir: bool = False, res: float = 0.5, features: li
     # for means and spreads (and much cheaper than gathering every valid pixel)
     n_pix = sum(s[2].size for s in used)
     k = max(1, int(np.sqrt(n_pix / MATCH_PIXELS)))
-    (mb, sb), (ma, sa) = (_moments([s[j] for s in used], [s[2] for s in used], k) for j in (0, 1))
-    sb += 1e-3
+    (mb, cb), (ma, ca) = (_moments([s[j] for s in used], [s[2] for s in used], k) for j in (0, 1))
+    sb, sa = np.sqrt(np.diag(cb)) + 1e-3, np.sqrt(np.diag(ca))
     gain = np.ones(4, np.float32)
     offset = np.zeros(4, np.float32)
-    # a gain far from 1 means different content, not light: clip it
+    # band by band (the NIR band): a gain far from 1 means different content, not light
     gain[:nb] = np.clip(sa / sb, 0.6, 1.6)
     offset[:nb] = ma - gain[:nb] * mb
-    stats.gain, stats.offset = gain, offset
+    colour = colour_transfer(cb[:3, :3], ca[:3, :3])
+    offset[:3] = ma[:3] - colour @ mb[:3]
+    stats.gain, stats.offset, stats.colour = gain, offset, colour.astype(np.float32)
 
     scores, gains, dz = [], [], []
     for s in samples:
