@@ -149,7 +149,7 @@ def _affine_field(good: np.ndarray, xy: np.ndarray) -> np.ndarray | None:
     keep = np.ones(len(good), bool)
     while keep.sum() >= MIN_FIELD_BLOCKS:
         p0 = xy[keep].mean(axis=0)
-        u, sv, vt = np.linalg.svd(xy[keep] - p0, full_matrices=False)
+        _, sv, vt = np.linalg.svd(xy[keep] - p0, full_matrices=False)
         axes = vt[sv / np.sqrt(keep.sum()) >= MIN_FIELD_SPREAD_PX]  # directions the blocks span
         design = np.column_stack([(xy - p0) @ axes.T, np.ones(len(xy))])
         coef, *_ = np.linalg.lstsq(design[keep], good[keep], rcond=None)
