@@ -78,11 +78,14 @@ def block_shift(before: np.ndarray, after: np.ndarray, valid: np.ndarray) -> tup
     return float(dx), float(dy), float(response)
 
 
-def _measure(samples, pick) -> tuple[np.ndarray, np.ndarray, int]:
+def _measure(samples, pick, seen: dict) -> tuple[np.ndarray, np.ndarray, int]:
     """Offsets (n, 2) of the blocks ``pick`` of ``samples`` that matched, their
-    indices, and how many could be measured at all."""
-    found = [(i, block_shift(*samples[i][:3])) for i in pick]
-    found = [(i, s) for i, s in found if s is not None]
+    indices, and how many could be measured at all. ``seen``: block index -> its
+    :func:`block_shift`, filled as blocks are measured (none is measured twice)."""
+    for i in pick:
+        if i not in seen:
+            seen[i] = block_shift(*samples[i][:3])
+    found = [(i, seen[i]) for i in pick if seen[i] is not None]
     ok = [(i, (dx, dy)) for i, (dx, dy, r) in found if r >= MIN_RESPONSE and max(abs(dx), abs(dy)) <= MAX_SHIFT_PX]
     return (np.array([o for _, o in ok], float).reshape(-1, 2), np.array([i for i, _ in ok], int),
             len(found))
@@ -113,7 +116,8 @@ def estimate_offset(samples, centres=None, name="the before image") -> np.ndarra
     any other way (orthophotos rectified over different terrain models) is warned
     about and left alone."""
     samples = list(samples)
-    good, at, measured = _measure(samples, _spaced(len(samples), MAX_BLOCKS))
+    seen: dict = {}
+    good, at, measured = _measure(samples, _spaced(len(samples), MAX_BLOCKS), seen)
     if len(good) == 0 or len(good) < min(MIN_BLOCKS, measured):
         log.info("co-registration: %d of %d sampled blocks matched; no shift applied", len(good), measured)
         return None
@@ -121,8 +125,8 @@ def estimate_offset(samples, centres=None, name="the before image") -> np.ndarra
     field = None
     if centres is not None and np.quantile(np.abs(good - shift).max(axis=1), 0.9) > ONE_SHIFT_PX:
         # one shift leaves some blocks off: measure them all, and try a field
-        if len(samples) > len(at):
-            good, at, measured = _measure(samples, list(range(len(samples))))
+        if len(samples) > len(seen):
+            good, at, measured = _measure(samples, list(range(len(samples))), seen)
             shift, spread = _spread(good)
         field = _affine_field(good, np.asarray(centres, float)[at])
     if field is not None:
