@@ -186,20 +186,21 @@ def test_training_tiles_are_registered_by_whole_pixels():
     assert _registered(before, _shrink(before, 2), _shrink(before, 2), 2) is None  # aligned: left alone
 
 
-def _field_blocks(offset_at, seed=9):
-    """4 x 4 blocks of 256 px, 256 px apart, of one texture: the after block at work
-    pixel centre (c, r) shows the before block's content moved by ``offset_at(c, r)``
-    (rounded to whole pixels); with each block's centre."""
+def _field_blocks(offset_at, seed=9, at=None):
+    """Blocks of 256 px of one texture, by default 4 x 4 of them 256 px apart (else
+    centred on ``at``): the after block at work pixel centre (c, r) shows the before
+    block's content moved by ``offset_at(c, r)`` (rounded to whole pixels); with each
+    block's centre."""
     t = _texture(seed, (1200, 1200))
     blocks, centres = [], []
-    for r in range(128, 1024, 256):
-        for c in range(128, 1024, 256):
-            dx, dy = (round(v) for v in offset_at(c, r))
-            after = t[r - 128 + 50:r + 128 + 50, c - 128 + 50:c + 128 + 50]
-            # after[y, x] = before[y - dy, x - dx]
-            before = t[r - 128 + 50 + dy:r + 128 + 50 + dy, c - 128 + 50 + dx:c + 128 + 50 + dx]
-            blocks.append((np.repeat(before[None], 3, 0), np.repeat(after[None], 3, 0), np.ones((256, 256), bool)))
-            centres.append((c, r))
+    grid = [(c, r) for r in range(128, 1024, 256) for c in range(128, 1024, 256)]
+    for c, r in (grid if at is None else at):
+        dx, dy = (round(v) for v in offset_at(c, r))
+        after = t[r - 128 + 50:r + 128 + 50, c - 128 + 50:c + 128 + 50]
+        # after[y, x] = before[y - dy, x - dx]
+        before = t[r - 128 + 50 + dy:r + 128 + 50 + dy, c - 128 + 50 + dx:c + 128 + 50 + dx]
+        blocks.append((np.repeat(before[None], 3, 0), np.repeat(after[None], 3, 0), np.ones((256, 256), bool)))
+        centres.append((c, r))
     return blocks, centres
 
 
@@ -217,6 +218,13 @@ def test_estimate_offset_fits_a_scale_and_rotation(caplog):
     # one shift for the whole scene is still one shift (no gradient fitted to noise)
     fit = estimate_offset(*_field_blocks(lambda c, r: (3.0, -2.0)))
     assert np.array_equal(fit[:, :2], np.zeros((2, 2))) and np.allclose(fit[:, 2], (3, -2), atol=0.2)
+    # blocks along a road's red line (a row of blocks, 8 px either side of it): the field
+    # follows the line and is held constant across it, not extrapolated from 16 px
+    road = [(c, 384 + 8 * (-1) ** i) for i, c in enumerate(range(128, 1000, 110))]
+    fit = estimate_offset(*_field_blocks(lambda c, r: g @ (c, r, 1), at=road))
+    assert fit is not None and np.allclose(fit[:, 1], 0, atol=1e-4)
+    along = np.array([[c, 384, 1] for c in range(128, 1024, 256)], float)
+    assert np.abs(along @ fit.T - along @ g.T).max() < 0.6
     # offsets no plane explains (orthophotos rectified over different terrain): refused
     rng = np.random.default_rng(1)
     jumps = rng.integers(-4, 5, (16, 2))
