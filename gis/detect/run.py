@@ -65,6 +65,8 @@ __all__ = ["detect_changes", "WindowTask", "run_window", "COLUMNS"]
 
 COLUMNS = ["kind", "area_m2", "area_mu", "confidence", "project_id", "parcel_id", "in_inventory"]
 SAMPLE_WINDOWS = 24
+#: a sampled window is read up to this size (px): one tile of a tiled file
+SAMPLE_PX = 512
 GDAL_CACHE_MB = 64
 #: detection works at about this pixel size (m): a 20 m2 house is still 20 pixels,
 #: and there are 4x fewer pixels to process than at 0.5 m
@@ -270,7 +272,7 @@ def _sample(pair: ImagePair, windows: list, n: int, factor: int, keep: dict | No
         if order is not None:
             order.append(i)
         w = windows[i][1]
-        w = Window(w.col_off, w.row_off, min(w.width, 512), min(w.height, 512))
+        w = Window(w.col_off, w.row_off, min(w.width, SAMPLE_PX), min(w.height, SAMPLE_PX))
         with _gdal_env():
             wd = read_window(pair, w, factor)
         if keep is not None and w == windows[i][0]:
@@ -295,9 +297,9 @@ def sample_scene(pair: ImagePair, windows: list, factor: int, *, register: bool 
     return shifted, list(_sample(shifted, windows, SAMPLE_WINDOWS, factor, keep, order))
 
 
-def _centre(w: Window, factor: int, block: int = 512) -> tuple[float, float]:
+def _centre(w: Window, factor: int) -> tuple[float, float]:
     """Centre (col, row) of the part of window ``w`` :func:`_sample` reads, in work pixels."""
-    return ((w.col_off + min(w.width, block) / 2) / factor, (w.row_off + min(w.height, block) / 2) / factor)
+    return ((w.col_off + min(w.width, SAMPLE_PX) / 2) / factor, (w.row_off + min(w.height, SAMPLE_PX) / 2) / factor)
 
 
 def _registered(pair: ImagePair, samples: list, sampled: list, windows: list, factor: int) -> ImagePair | None:
@@ -332,8 +334,9 @@ def _registered(pair: ImagePair, samples: list, sampled: list, windows: list, fa
                     "georeferencing", pair.before, size.max())
         return None
     # each window is read at its centre's offset: how far the field still moves (m) from
-    # a 512 px window's centre to its corners
-    inside = np.abs(g[:, :2]).sum(axis=1).max() * 256 * abs(t.a)
+    # the largest window's centre to its corners
+    half = max(max(w.width, w.height) for _, w in windows) / 2
+    inside = np.abs(g[:, :2]).sum(axis=1).max() * half * abs(t.a)
     log.warning("%s: the same ground lies %.1f-%.1f m apart in the two images, varying across the scene (the "
                 "orthophotos differ in scale or rotation; phase correlation of %d sampled blocks): the before "
                 "image is read shifted window by window to match%s. Check the two flights' georeferencing if "
