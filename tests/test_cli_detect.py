@@ -9,8 +9,10 @@ import geopandas as gpd
 import numpy as np
 import rasterio
 from click.testing import CliRunner
-from detect_fixtures import redlines, scene  # noqa: F401
+import shapely
+from detect_fixtures import X0, Y0, redlines, scene  # noqa: F401
 from PIL import Image
+from rasterio.features import rasterize
 
 from gis.cli import main
 
@@ -79,12 +81,20 @@ def test_model_train_then_detect(scene, tmp_path, monkeypatch):
     r = CliRunner().invoke(main, ["model", "train", "--pairs", str(d), "--out", str(model)])
     assert r.exit_code == 0, r.output
     assert len(classifier.load_model(model)["classifier"].members) == 2
-    out = tmp_path / "c.gpkg"
+    out, mask = tmp_path / "c.gpkg", tmp_path / "mask.tif"
     r = CliRunner().invoke(main, ["detect", "--before", str(scene["before"]), "--after", str(scene["after"]),
-                                  "--model", str(model), "--out", str(out), "--no-progress"])
+                                  "--model", str(model), "--out", str(out), "--mask-out", str(mask), "--no-progress"])
     assert r.exit_code == 0, r.output
     ch = gpd.read_file(out, layer="changes")
-    assert (ch.kind == "new_structure").sum() >= 4
+    houses = ch[ch.kind == "new_structure"]
+    assert len(houses) >= 4
+    # outlines drawn on the imagery's 0.5 m pixels, not the 1 m work pixels' (objects.refine)
+    xy = shapely.get_coordinates(houses.geometry.values) - (X0, Y0)
+    assert np.allclose(xy * 2, np.round(xy * 2)) and not np.allclose(xy, np.round(xy))
+    assert np.allclose(houses.area_m2, houses.area, rtol=0.03)
+    with rasterio.open(mask) as src:
+        drawn = rasterize(ch.geometry.values, out_shape=src.shape, transform=src.transform).astype(bool)
+        assert (drawn == (src.read(1) > 0)).mean() > 0.999
     r = CliRunner().invoke(main, ["detect", "--before", str(scene["before"]), "--after", str(scene["after"]),
                                   "--model", str(tmp_path / "none.joblib"), "--out", str(out), "--no-progress"])
     assert r.exit_code == 2 and "model" in r.output

@@ -100,6 +100,40 @@ def components(masks: dict[str, tuple[np.ndarray, np.ndarray]], *, res: float,
     return labels, records
 
 
+def refine(labels: np.ndarray, records: list[dict], soft: dict[str, tuple[np.ndarray, float]],
+           valid: np.ndarray, factor: int) -> np.ndarray:
+    """Labels on the imagery's own grid, ``factor`` times finer than the work pixels.
+
+    Detection works on ~1 m pixels, so a roof's outline would come out as a 1 m
+    staircase on 0.2-0.5 m imagery (and its area off by up to half a metre all
+    round). Objects of a kind in ``soft`` (kind -> (score map, level)) are drawn
+    again at the fine grid: where the score, interpolated bilinearly between work
+    pixel centres, reaches ``level``, within one work pixel of the object. Other
+    objects are repeated pixel for pixel. Each record's ``pixels`` becomes its count
+    of fine pixels."""
+    h, w = labels.shape
+    size = (w * factor, h * factor)
+    fine = cv2.resize(labels, size, interpolation=cv2.INTER_NEAREST)
+    for kind, (score, level) in soft.items():
+        ids = [r["id"] for r in records if r["kind"] == kind]
+        if not ids:
+            continue
+        of_kind = np.zeros(int(labels.max()) + 1, bool)
+        of_kind[ids] = True
+        own = np.where(of_kind[labels], labels, 0)
+        # the object's id over the background ring around it (float32: ids are far below 2^24)
+        grown = cv2.dilate(own.astype(np.float32), np.ones((3, 3), np.uint8)).astype(np.int32)
+        cand = cv2.resize(np.where(labels > 0, own, grown), size, interpolation=cv2.INTER_NEAREST)
+        keep = cv2.resize(score.astype(np.float32, copy=False), size, interpolation=cv2.INTER_LINEAR) >= level
+        keep &= cv2.resize(valid.view(np.uint8), size, interpolation=cv2.INTER_NEAREST).view(bool)
+        redraw = cand > 0
+        fine[redraw] = np.where(keep[redraw], cand[redraw], 0)
+    count = np.bincount(fine.ravel(), minlength=int(labels.max()) + 1)
+    for r in records:
+        r["pixels"] = int(count[r["id"]])
+    return fine
+
+
 def _at(values, fg: np.ndarray) -> np.ndarray:
     """``values`` (an image, or a function of flat pixel indexes) at the pixels ``fg``."""
     return values(fg) if callable(values) else values.ravel()[fg]
