@@ -254,8 +254,8 @@ def test_refined_outline_follows_the_score_between_work_pixels():
     labels = np.zeros((32, 32), np.int32)
     labels[p >= 0.5] = 1
     labels[25:30, 2:8] = 2  # a crop field: left as it is
-    records = [{"id": 1, "kind": "new_structure", "pixels": int((labels == 1).sum())},
-               {"id": 2, "kind": "new_crops", "pixels": 30}]
+    records = [{"id": 1, "kind": "new_structure", "pixels": int((labels == 1).sum()), "edge": False},
+               {"id": 2, "kind": "new_crops", "pixels": 30, "edge": False}]
     blocky = np.repeat(np.repeat(labels == 1, fac, 0), fac, 1)
     fine = refine(labels, records, {"new_structure": (p, 0.5)}, np.ones((32, 32), bool), fac)
     truth = roof > 0
@@ -272,3 +272,10 @@ def test_refined_outline_follows_the_score_between_work_pixels():
     valid = np.ones((32, 32), bool)
     valid[:, 24:] = False
     assert not (refine(labels, [dict(r) for r in records], {"new_structure": (p, 0.5)}, valid, fac)[:, 48:] == 1).any()
+    # a redrawn object now under the minimum area is dropped, labels and record; one cut
+    # by the window's edge is kept (its pieces are joined and measured later)
+    small = {"new_structure": truth.sum() + 10, "new_crops": 1000}
+    for edge, kept in ((False, [2]), (True, [1, 2])):
+        rec = [dict(r, edge=edge if r["id"] == 1 else False) for r in records]
+        out = refine(labels, rec, {"new_structure": (p, 0.5)}, np.ones((32, 32), bool), fac, small)
+        assert [r["id"] for r in rec] == kept and set(np.unique(out)) == {0, *kept}

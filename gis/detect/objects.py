@@ -101,7 +101,7 @@ def components(masks: dict[str, tuple[np.ndarray, np.ndarray]], *, res: float,
 
 
 def refine(labels: np.ndarray, records: list[dict], soft: dict[str, tuple[np.ndarray, float]],
-           valid: np.ndarray, factor: int) -> np.ndarray:
+           valid: np.ndarray, factor: int, min_pixels: dict[str, float] | None = None) -> np.ndarray:
     """Labels on the imagery's own grid, ``factor`` times finer than the work pixels.
 
     Detection works on ~1 m pixels, so a roof's outline would come out as a 1 m
@@ -110,7 +110,9 @@ def refine(labels: np.ndarray, records: list[dict], soft: dict[str, tuple[np.nda
     again at the fine grid: where the score, interpolated bilinearly between work
     pixel centres, reaches ``level``, within one work pixel of the object. Other
     objects are repeated pixel for pixel. Each record's ``pixels`` becomes its count
-    of fine pixels."""
+    of fine pixels; a redrawn object now under its kind's ``min_pixels`` (fine pixels)
+    is dropped from both, unless it is cut by the window's edge (see
+    :func:`components`)."""
     h, w = labels.shape
     size = (w * factor, h * factor)
     fine = cv2.resize(labels, size, interpolation=cv2.INTER_NEAREST)
@@ -129,8 +131,13 @@ def refine(labels: np.ndarray, records: list[dict], soft: dict[str, tuple[np.nda
         redraw = cand > 0
         fine[redraw] = np.where(keep[redraw], cand[redraw], 0)
     count = np.bincount(fine.ravel(), minlength=int(labels.max()) + 1)
+    gone = np.zeros(len(count), bool)
     for r in records:
         r["pixels"] = int(count[r["id"]])
+        gone[r["id"]] = r["kind"] in soft and not r["edge"] and r["pixels"] < (min_pixels or {}).get(r["kind"], 0)
+    if gone.any():
+        records[:] = [r for r in records if not gone[r["id"]]]
+        fine[gone[fine]] = 0
     return fine
 
 

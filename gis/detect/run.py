@@ -197,7 +197,8 @@ def _run_window(task: WindowTask, data: WindowData | None, features: dict | None
     soft = _soft_scores(masks, segments_model, gain is not None) if fac > 1 and records else {}
     if soft:
         # outlines on the imagery's own pixels, not the work pixels' staircase
-        labels, boxes, step = refine(labels, records, soft, valid, fac), None, 1
+        fine_px = {k: v / pair.grid.res ** 2 for k, v in task.min_area.items()}
+        labels, boxes, step = refine(labels, records, soft, valid, fac, fine_px), None, 1
     px = pair.grid.res * step
     polys = polygonise(labels, wd.transform @ rasterio.Affine.scale(step / fac), px, boxes)
     geoms, out = [], []
