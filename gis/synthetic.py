@@ -36,7 +36,7 @@ from rasterio.windows import Window
 
 from gis.atomic import atomic_path
 
-__all__ = ["render_orthophoto", "render_dsm", "ROOF_COLOURS"]
+__all__ = ["render_orthophoto", "render_dsm", "restyle", "ROOF_COLOURS"]
 
 STRIP = 512
 
@@ -419,3 +419,18 @@ def render_dsm(path, *, bounds, resolution, crs, structures=None, seed=0, epoch=
             z = z + above + erng.normal(0, 0.08, z.shape).astype(np.float32)
             dst.write(z.astype("float32")[None], window=Window(0, row0, w, h))
     return path
+
+
+def restyle(img: np.ndarray, gain: float = 1.0, gamma: float = 1.0, saturation: float = 1.0) -> np.ndarray:
+    """``img`` ((bands, h, w), 0-255) as another flight, or the same flight processed
+    otherwise, would show the same ground: tone curve ``x ** gamma`` and exposure
+    ``gain`` on every band, then red, green and blue pushed away from (or towards)
+    their grey by ``saturation``. float32, clipped to 0-255. For checking that a
+    detector or a trained model does not depend on one flight's look (see
+    ``scripts/eval_detection.py --look``)."""
+    x = np.clip(np.asarray(img, np.float32) / np.float32(255), 0, 1) ** np.float32(gamma)
+    x *= np.float32(gain)
+    rgb = x[:3]
+    grey = rgb.mean(0, keepdims=True)
+    x[:3] = grey + np.float32(saturation) * (rgb - grey)
+    return np.clip(x * np.float32(255), 0, 255)

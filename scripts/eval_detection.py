@@ -14,11 +14,14 @@ label. Printed per tile and overall:
 
 ``--train-leave-one-out``: for each tile, a classifier is trained on the other
 tiles only (never on the tile it is scored on) and passed as ``model=``.
+``--look GAIN,GAMMA,SATURATION``: both dates of each scored tile are first
+re-rendered so (gis.synthetic.restyle), as a later flight processed
+otherwise would show the same ground; training tiles are left as they are.
 ``--no-register``: without co-registration (gis.detect.register), in training
 and detection. ``--pictures DIR``: a PNG per tile to look at (before | after |
 after with the result: found green, false red, missed blue).
 
-    python scripts/eval_detection.py --pairs ../shared/data/levir-cd-samples [--train-leave-one-out] [--no-register] [--json out.json] [--pictures DIR]
+    python scripts/eval_detection.py --pairs ../shared/data/levir-cd-samples [--train-leave-one-out] [--no-register] [--look 0.8,1,1] [--json out.json] [--pictures DIR]
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from gis.detect import detect_changes
 from gis.detect.classifier import save_model
 from gis.detect.objects import GREENHOUSE_BRIGHTNESS
 from gis.detect.training import read_pair_folder, train_from_pairs
+from gis.synthetic import restyle
 
 CRS = "EPSG:4547"
 BUILDING_KINDS = ("new_structure", "demolished")
@@ -50,7 +54,7 @@ def write_tif(path: Path, arr: np.ndarray, k: int, res: float) -> None:
     tf = from_origin(400000 + k * 1000.0, 3500000.0, res, res)
     with rasterio.open(path, "w", driver="GTiff", width=arr.shape[2], height=arr.shape[1], count=arr.shape[0],
                        dtype="uint8", crs=CRS, transform=tf) as dst:
-        dst.write(np.clip(arr, 0, 255).astype("uint8"))
+        dst.write(np.clip(np.rint(arr), 0, 255).astype("uint8"))
 
 
 def building_mask(changes, after: np.ndarray, transform) -> np.ndarray:
@@ -112,7 +116,12 @@ def main(argv=None) -> int:
     ap.add_argument("--pictures", type=Path, default=None,
                     help="Write a PNG per tile here: before | after | after with the result "
                          "(green found, red false, blue missed).")
+    ap.add_argument("--look", type=lambda v: tuple(float(x) for x in v.split(",")), default=None,
+                    metavar="GAIN,GAMMA,SATURATION",
+                    help="Score each tile re-rendered so (both dates), e.g. 0.8,1,1: 20 %% darker.")
     args = ap.parse_args(argv)
+    if args.look is not None and len(args.look) != 3:
+        ap.error("--look takes three numbers: GAIN,GAMMA,SATURATION")
     if args.pictures:
         args.pictures.mkdir(parents=True, exist_ok=True)
     tiles = read_pair_folder(args.pairs)
@@ -122,6 +131,8 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for k, (name, before, after, label, res) in enumerate(tiles):
+            if args.look is not None:
+                before, after = restyle(before, *args.look), restyle(after, *args.look)
             a, b, m = tmp / f"{name}_A.tif", tmp / f"{name}_B.tif", tmp / f"{name}_mask.tif"
             write_tif(a, before, k, res)
             write_tif(b, after, k, res)
@@ -147,7 +158,7 @@ def main(argv=None) -> int:
             print(f"{name:28s} F1 {rows[-1]['f1']:.3f}  P {rows[-1]['precision']:.3f}  R {rows[-1]['recall']:.3f}  "
                   f"objects {o[1]}/{o[0]}  false alarms {o[2]}")
     F, P, R = f1(*tot)
-    overall = {"mode": "leave-one-out trained" if args.train_leave_one_out else "unsupervised",
+    overall = {"mode": "leave-one-out trained" if args.train_leave_one_out else "unsupervised", "look": args.look,
                "pixel_f1": F, "precision": P, "recall": R,
                "object_recall": objs[1] / max(objs[0], 1), "false_alarms_per_tile": objs[2] / len(tiles),
                "tiles": len(tiles), "mp_per_s": pixels / 1e6 / max(seconds, 1e-9)}

@@ -46,3 +46,21 @@ def test_dsm_heights(tmp_path):
         r, c = a.index(X0 + 206, Y0 + 155)  # 7 m building
         assert abs((za - zb)[r, c] - 7.0) < 0.6
         assert np.median(np.abs(za - zb)) < 0.3
+
+
+def test_restyle_gives_another_flights_look():
+    """synthetic.restyle: the same ground as another flight's processing would show it
+    (exposure, tone curve, saturation), for the eval's --look robustness check."""
+    from gis.synthetic import restyle
+
+    rng = np.random.default_rng(3)
+    img = rng.uniform(0, 255, (4, 20, 30)).astype(np.float32)  # RGB + NIR
+    assert np.allclose(restyle(img), img, atol=1e-3)
+    assert np.allclose(restyle(img, gain=0.8), img * 0.8, atol=1e-3)
+    assert np.allclose(restyle(img, gamma=2.0), (img / 255) ** 2 * 255, atol=1e-3)
+    grey = restyle(img, saturation=0.0)
+    assert np.allclose(grey[:3], img[:3].mean(0), atol=1e-3)  # no colour left
+    assert np.allclose(grey[3], img[3], atol=1e-3)  # NIR has no saturation
+    bright = restyle(img.astype(np.uint8), gain=1.25, saturation=1.33)
+    assert bright.dtype == np.float32 and bright.min() >= 0 and bright.max() <= 255
+    assert (bright == 255).any()  # clipped, not wrapped
