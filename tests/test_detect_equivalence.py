@@ -279,3 +279,37 @@ def test_refined_outline_follows_the_score_between_work_pixels():
         rec = [dict(r, edge=edge if r["id"] == 1 else False) for r in records]
         out = refine(labels, rec, {"new_structure": (p, 0.5)}, np.ones((32, 32), bool), fac, small)
         assert [r["id"] for r in rec] == kept and set(np.unique(out)) == {0, *kept}
+
+
+def test_relative_colours_are_measured_from_the_scenes_mean():
+    """The trained classifier's *_rel features: Lab relative to the after image's mean
+    colour over the scene sample (lab_of uses _lab's convention, so a window of the
+    scene's mean colour reads 0), and so the same under another flight's exposure."""
+    from gis.detect.scene import estimate_stats
+
+    rng = np.random.default_rng(5)
+    before = rng.uniform(60, 180, (3, 64, 64)).astype(np.float32)
+    after = before.copy()
+    after[:, 20:40, 20:40] = np.array([150, 150, 165], np.float32)[:, None, None]  # a grey roof
+    valid = np.ones((64, 64), bool)
+    stats = estimate_stats([(before, after, valid)], res=1.0)
+    mean = after.reshape(3, -1).mean(1)
+    assert np.allclose(stats.lab_ref, lab_of_direct(mean), atol=0.5)
+    flat = np.broadcast_to(np.round(mean)[:, None, None], (3, 16, 16)).astype(np.float32).copy()
+    f = compute_features(flat, flat, stats, full=True, res=1.0)
+    for k in ("L_b_rel", "A_b_rel", "B_b_rel"):
+        assert np.abs(f[k]).max() < 1.0, k
+    assert np.abs(f["L_a_rel"]).max() < 3.0  # the before image is colour-matched first
+    # 20 % darker (both dates): absolute lightness falls by ~8 units, relative by ~2
+    dark = estimate_stats([(before * 0.8, after * 0.8, valid)], res=1.0)
+    f0 = compute_features(before, after, stats, full=True, res=1.0)
+    f1 = compute_features(before * 0.8, after * 0.8, dark, full=True, res=1.0)
+    roof = (slice(24, 36), slice(24, 36))
+    assert abs(f1["L_b"][roof].mean() - f0["L_b"][roof].mean()) > 5
+    assert abs(f1["L_b_rel"][roof].mean() - f0["L_b_rel"][roof].mean()) < 3
+
+
+def lab_of_direct(rgb):
+    px = np.clip(np.round(rgb), 0, 255).astype(np.uint8).reshape(1, 1, 3)
+    L, a, b = cv2.cvtColor(px, cv2.COLOR_RGB2Lab).astype(np.float32).ravel()
+    return np.array([L * 100 / 255, a - 128, b - 128])

@@ -41,7 +41,8 @@ __all__ = ["superpixels", "region_features", "segment_features", "fit", "save_mo
 
 #: 4: a segments model holds an ensemble (:class:`MeanClassifier`); detection averages 4 grids.
 #: 5: features see the before image colour-matched by a 3 x 3 matrix, not band by band
-MODEL_VERSION = 5
+#: 6: features include Lab colours relative to the scene's mean colour (``*_rel``)
+MODEL_VERSION = 6
 #: segment spacing on the ground (m): still under half a 6-10 m village house; 3 m
 #: segments were too small to carry texture statistics (LOO pixel F1 0.760 vs 0.773 at 4 m, 0.75 at 5-6 m)
 SEGMENT_SPACING_M = 4.0

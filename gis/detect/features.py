@@ -16,6 +16,8 @@ Cues (all in [0, 1] or small signed ranges, independent of the scene):
 - ``edge_b`` / ``edge_a``: local gradient energy (new buildings bring edges);
   ``grad_change``: how much the gradient vector changed (new walls and shadow lines).
 - ``*_ctx``: the change, roof and building cues over ~12 m around (the classifier's context).
+- ``*_rel``: Lab colours relative to the after image's mean colour over the scene
+  (the classifier's; :attr:`SceneStats.lab_ref`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-__all__ = ["SceneStats", "compute_features", "FEATURE_NAMES", "feature_stack"]
+__all__ = ["SceneStats", "compute_features", "FEATURE_NAMES", "feature_stack", "lab_of"]
 
 #: Lab colour change (units) at which the change cue reaches tanh(1) = 0.76
 CHANGE_SCALE = 15.0
@@ -46,6 +48,9 @@ class SceneStats:
     #: (3, 3): the before image's red, green, blue are mapped by it (then ``offset``
     #: added) instead of by ``gain``, which then serves the NIR band only
     colour: np.ndarray | None = None
+    #: CIE Lab (L, a, b) of the after image's mean colour over the scene sample: the
+    #: trained classifier also sees colours relative to it
+    lab_ref: np.ndarray | None = None
     building_threshold: float = 0.3
     veg_threshold: float = 0.12
     dsm_offset: float = 0.0
@@ -70,6 +75,13 @@ def _lab(rgb8: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray, np.nda
     a -= np.float32(128)
     b -= np.float32(128)
     return L, a, b
+
+
+def lab_of(rgb: np.ndarray) -> np.ndarray:
+    """CIE Lab (L, a, b), float32, of one RGB colour (0-255), as :func:`_lab` gives it."""
+    px = np.clip(np.round(np.asarray(rgb, np.float64)[:3]), 0, 255).astype(np.uint8).reshape(1, 1, 3)
+    L, a, b = cv2.cvtColor(px, cv2.COLOR_RGB2Lab).astype(np.float32).ravel()
+    return np.array([L * 100 / 255, a - 128, b - 128], np.float32)
 
 
 def _hsv_sat(rgb8: np.ndarray) -> np.ndarray:
@@ -189,6 +201,11 @@ def compute_features(before: np.ndarray, after: np.ndarray, stats: SceneStats, *
             "sat_a": sat_a, "sat_b": sat_b,
         })
         f["edge_a"], f["edge_b"], f["grad_change"] = _edges(L_a, L_b)
+        # colours relative to the scene's: one flight's exposure and colour balance
+        # shift every absolute colour, not how a roof stands out from its scene
+        ref = stats.lab_ref if stats.lab_ref is not None else np.zeros(3, np.float32)
+        f["L_b_rel"], f["A_b_rel"], f["B_b_rel"] = L_b - ref[0], A_b - ref[1], B_b - ref[2]
+        f["L_a_rel"] = L_a - ref[0]
         for s in (2.0, 6.0):
             for k in ("dmag", "roof_b", "roof_a", "veg_b", "L_b", "building"):
                 f[f"{k}_s{int(s)}"] = _blur(f[k], s)
@@ -209,6 +226,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "dmag_s2", "roof_b_s2", "roof_a_s2", "veg_b_s2", "L_b_s2", "building_s2",
     "dmag_s6", "roof_b_s6", "roof_a_s6", "veg_b_s6", "L_b_s6", "building_s6",
     "grad_change", "dmag_ctx", "roof_b_ctx", "building_ctx",
+    "L_b_rel", "A_b_rel", "B_b_rel", "L_a_rel",
 )
 
 

@@ -15,6 +15,8 @@ The sample is a spread of windows over the area of interest; the figures are:
 - building threshold: Otsu over the sampled building scores, but never below a
   floor, so a scene with little change does not lower the bar into the noise;
 - vegetation-gain threshold: likewise, over the sampled index gains;
+- reference colour: the after image's mean colour (in Lab), which the trained
+  classifier's ``*_rel`` features are measured from;
 - DSM offset: the median height difference (survey datum drift) removed before
   height change is measured.
 """
@@ -25,7 +27,7 @@ import logging
 
 import numpy as np
 
-from gis.detect.features import SceneStats, compute_features
+from gis.detect.features import SceneStats, compute_features, lab_of
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +129,7 @@ def estimate_stats(samples, *, nir: bool = False, res: float = 0.5, features: li
     colour = colour_transfer(cb[:3, :3], ca[:3, :3])
     offset[:3] = ma[:3] - colour @ mb[:3]
     stats.gain, stats.offset, stats.colour = gain, offset, colour.astype(np.float32)
+    stats.lab_ref = lab_of(ma)
 
     scores, gains, dz = [], [], []
     for s in samples:
