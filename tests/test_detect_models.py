@@ -87,6 +87,12 @@ def test_levir_unsupervised_eval(tmp_path):
     # well above plain change-vector + Otsu (0.32 in BASELINES.md)
     assert res["overall"]["pixel_f1"] > 0.42
     assert len(res["tiles"]) == 11 and set(res["peers"]) >= {"BIT"}
+    # --look scores the tiles re-rendered (20 % darker): other figures, still above the baseline
+    subprocess.run([sys.executable, "-W", "ignore", str(script), "--pairs", str(LEVIR), "--look", "0.8,1,1",
+                    "--json", str(out)], check=True, capture_output=True)
+    dark = json.loads(out.read_text())["overall"]
+    assert dark["look"] == [0.8, 1.0, 1.0] and dark["pixel_f1"] != res["overall"]["pixel_f1"]
+    assert dark["pixel_f1"] > 0.42
 
 
 def test_segment_features_add_neighbour_means():
