@@ -24,7 +24,8 @@ import numpy as np
 import pandas as pd
 
 from gis import mapstyle
-from gis.atomic import atomic_path, write_text_atomic
+from gis.atomic import write_text_atomic
+from gis.excel import DECIMAL, INTEGER, PERCENT, Sheet, write_workbook
 from gis.schema import FIGURE_HEADERS_ZH, LIST_LABELS_ZH
 
 log = logging.getLogger(__name__)
@@ -317,29 +318,26 @@ SHEETS = {"zh": {"headline": "总体情况", "projects": "项目进度", "distri
 
 
 def write_bulletin_xlsx(tables: dict[str, pd.DataFrame], out, *, lang: str = "zh") -> Path:
-    """The bulletin's tables, one sheet each, Chinese headers, rates as numbers formatted in %."""
-    from openpyxl.styles import Font, PatternFill
-
+    """The bulletin's tables, one sheet each, through the one safe writer of :mod:`gis.excel`."""
     head = headers(lang)
-    with atomic_path(out) as tmp:
-        with pd.ExcelWriter(tmp, engine="openpyxl") as xl:
-            for key, sheet in SHEETS[lang].items():
-                df = tables[key].copy()
-                for c in ("overdue", "progressed", "post_freeze"):
-                    if c in df:
-                        df[c] = df[c].map(lambda v: "" if v is None or v is pd.NA else
-                                          (TEXT[lang]["yes"] if v else TEXT[lang]["no"]))
-                if "deadline" in df:
-                    df["deadline"] = pd.to_datetime(df["deadline"]).dt.date
-                if "list" in df:
-                    df["list"] = df["list"].map(LIST_LABELS_ZH if lang == "zh" else {}).fillna(df["list"])
-                df.rename(columns=lambda c: head.get(c, c)).to_excel(xl, sheet_name=sheet, index=False)
-                ws = xl.sheets[sheet]
-                for j, c in enumerate(tables[key].columns, start=1):
-                    ws.cell(1, j).font = Font(bold=True)
-                    ws.cell(1, j).fill = PatternFill("solid", fgColor="F3E6E6")
-                    ws.column_dimensions[ws.cell(1, j).column_letter].width = 14
-                    if c in RATE_COLUMNS:
-                        for r in range(2, len(df) + 2):
-                            ws.cell(r, j).number_format = "0.0%"
-    return Path(out)
+    sheets = [Sheet(name, _xlsx_frame(tables[key], lang), head,
+                    {"value": _headline_formats(tables[key], lang)} if key == "headline" else {})
+              for key, name in SHEETS[lang].items()]
+    return write_workbook(out, sheets, lang=lang)
+
+
+def _xlsx_frame(df: pd.DataFrame, lang: str) -> pd.DataFrame:
+    """Deadlines as dates and list labels in the bulletin's language; the rest as computed."""
+    out = df.copy()
+    if "deadline" in out:
+        out["deadline"] = pd.to_datetime(out["deadline"]).dt.date
+    if "list" in out:
+        out["list"] = out["list"].map(LIST_LABELS_ZH if lang == "zh" else {}).fillna(out["list"])
+    return out
+
+
+def _headline_formats(headline: pd.DataFrame, lang: str) -> list[str]:
+    """The headline mixes rates, areas and counts in one column: a format per row."""
+    rates = {TEXT[lang][k] for k in RATE_COLUMNS}
+    return [PERCENT if f in rates else DECIMAL if isinstance(v, float) else INTEGER
+            for f, v in zip(headline["figure"], headline["value"])]

@@ -36,7 +36,7 @@ def test_overlay_writes_layers_and_workbook(small_layers, tmp_path):
     rows = {r[0]: dict(zip(headers, r)) for r in ws.iter_rows(min_row=2, values_only=True)}
     assert rows["A"]["征地完成率"] == pytest.approx(1.0) and rows["A"]["是否逾期"] == "是"
     assert rows["B"]["红线内宗地面积(亩)"] == pytest.approx(22.5)
-    assert ws.cell(2, headers.index("征地完成率") + 1).number_format == "0.00%"
+    assert ws.cell(2, headers.index("征地完成率") + 1).number_format == "0.0%"
     dist_rows = list(wb["区县排名"].iter_rows(min_row=2, values_only=True))
     dheaders = [c.value for c in wb["区县排名"][1]]
     assert [dict(zip(dheaders, r))["红黑榜"] for r in dist_rows] == ["红榜", "黑榜"]
