@@ -23,7 +23,8 @@ from pyproj import CRS, Transformer
 from rasterio.windows import from_bounds
 
 from gis.atomic import write_bytes_atomic
-from gis.errors import CorruptRasterError
+from gis.errors import CorruptRasterError, OutputWriteError
+from gis.imagery import decoding
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,8 @@ def chip_image(src: rasterio.DatasetReader, geometry, crs, *, margin: float = 30
     window = from_bounds(*read_bounds, transform=src.transform)
     px = max(1, min(size, int(round(max(window.width, window.height)))))
     bands = [1, 2, 3] if src.count >= 3 else [1]
-    data = src.read(bands, window=window, out_shape=(len(bands), px, px), boundless=True, fill_value=0)
+    with decoding(src.name, window, src.transform, src.crs):
+        data = src.read(bands, window=window, out_shape=(len(bands), px, px), boundless=True, fill_value=0)
     rgb = _stretch(data)
     if rgb.shape[0] == 1:
         rgb = np.repeat(rgb, 3, axis=0)
@@ -89,9 +91,15 @@ def _png(img: Image.Image) -> bytes:
 
 
 def _write_if_changed(path: Path, data: bytes) -> None:
-    if path.exists() and path.read_bytes() == data:
-        return
-    write_bytes_atomic(path, data)
+    """Write ``data`` to ``path`` unless it holds them already; a failed write (a full
+    disk, a folder that cannot be written) is an :class:`~gis.errors.OutputWriteError`."""
+    try:
+        if path.is_file() and path.read_bytes() == data:
+            return
+        write_bytes_atomic(path, data)
+    except OSError as exc:
+        raise OutputWriteError(f"cannot write an image chip ({exc.strerror or exc})", path=path,
+                               hint="free disk space or make the folder writable, then run again") from exc
 
 
 def write_chips(alerts, image: str | os.PathLike, store_dir: str | os.PathLike, *, which: str,

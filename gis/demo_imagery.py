@@ -185,11 +185,10 @@ def run_demo_cycle(demo_dir: str | os.PathLike, maps_dir: str | os.PathLike | No
     last run are written to ``maps_dir`` (default: the workspace's out folder).
     """
     from gis.lifecycle import set_alert
-    from gis.store import open_store
     from gis.weekly import run_weekly
 
     ws = load_workspace(demo_dir)
-    store = open_store(ws.store, crs=ws.working_crs)
+    store = ws.open_store()
     summary = None
     for k, epoch in enumerate(ws.epochs):
         last = k == len(ws.epochs) - 1

@@ -146,6 +146,26 @@ class LayerValidationError(InputError):
         super().__init__(message, **kw)
 
 
+class EmptyLayerError(InputError):
+    """A layer with no features at all."""
+
+
+class ColumnClashError(InputError):
+    """Two columns of one layer that stand for the same field (``name`` and ``项目名称``)."""
+
+
+class AreaTooSmallError(InputError):
+    """Red lines smaller than the minimum area (slivers, drawings in the wrong units)."""
+
+
+class MissingLabelError(InputError):
+    """A DXF outline with no text label inside to give its project id."""
+
+
+class TextEncodingError(UnreadableLayerError):
+    """A Shapefile whose text is in none of the encodings tried (UTF-8, GBK, its .cpg)."""
+
+
 class RasterError(InputError):
     """Root of problems with imagery and DSM rasters."""
 
@@ -166,8 +186,46 @@ class DSMDateError(RasterError):
     """A DSM whose survey date differs from its orthophoto's."""
 
 
+class BandIndexError(RasterError, IndexError):
+    """A band number (``--bands-before 1,2,9``) the image does not have."""
+
+
+class CoverageError(RasterError):
+    """Imagery that shows too little of the red lines (nodata, a partial flight)."""
+
+
+class OutputWriteError(GisError, OSError):
+    """An output (chips, map, bulletin) that could not be written: a full disk,
+    a folder that cannot be written to. An environment error: exit code 1."""
+
+
 class WorkspaceError(InputError):
     """A workspace folder or its gis.toml that cannot be used."""
+
+
+class OutputPathError(InputError):
+    """An output path that cannot be written as given (a folder, a file of another kind)."""
+
+
+class ProtectedOutputError(OutputPathError, FileExistsError):
+    """An output path that is the store, a workspace file or one of the command's own inputs."""
+
+
+class OutputKindError(OutputPathError, FileExistsError):
+    """An existing output path holding another kind of file (an .html that is a GeoPackage...)."""
+
+
+class DiskFullError(GisError, OSError):
+    """The disk (or the user's quota) filled up while writing. An environment error: exit 1."""
+
+
+class PhotoError(InputError):
+    """A field photo that cannot be used: missing, empty, not an image, or
+    (from a patrol file) named outside the patrol file's own folder."""
+
+
+class NotExportedError(InputError):
+    """A patrol file row for an alert that was not exported to that file."""
 
 
 # --- state and lifecycle -------------------------------------------------------
@@ -181,6 +239,24 @@ class StoreLockedError(StoreError):
     """Another run holds the store's lock."""
 
     exit_code = 3
+
+
+class StoreMissingError(StoreError, FileNotFoundError):
+    """The store file is gone (deleted, or ``store`` mistyped in gis.toml) although
+    the workspace has committed to it before."""
+
+    exit_code = 2
+
+
+class StoreCorruptError(StoreError):
+    """The store file fails SQLite's integrity check or cannot be read at all."""
+
+    exit_code = 2
+
+
+class StoreWriteError(StoreError, OSError):
+    """A commit that could not be written (a full disk, a read-only folder); the
+    store is left as it was. An environment error: exit code 1."""
 
 
 class AlertNotFoundError(StoreError, KeyError):

@@ -5,33 +5,52 @@
 area, project, parcel, status, before/after chips (embedded as PNG blobs and
 as files in ``<name>_files/chips/`` that the ``chip_before``/``chip_after``
 paths point to), plus the time and revision of the export per alert. A hidden
-table ``gis_export`` keeps what each alert looked like when exported. New
-alerts are marked dispatched in the store: sending them out is dispatching.
+table ``gis_export`` keeps what each alert looked like when exported, the
+export's id, its district and the store's file name (never the server's
+path). New alerts are marked dispatched in the store: sending them out is
+dispatching; the store's audit log records each exported alert with the
+export's id.
 
 :func:`import_field` reads back what patrols recorded (``status``, ``note``,
-``photo`` paths relative to the GeoPackage, ``updated_by``). An alert changed
-both in the field and in the store since the export is a conflict: nothing
-is written and :class:`ConflictError` lists the ids, unless the caller says
-which side wins (``prefer="field"`` or ``"store"``).
+``photo`` paths relative to the GeoPackage, ``updated_by``). The file is
+untrusted input:
+
+* it may rule only on the alerts exported to it, as the store's audit log
+  (not the file) records them; any other row is refused with
+  :class:`NotExportedError`, whatever ``prefer`` says;
+* it may only bring photos that travel with it: names relative to its own
+  folder that, resolved (symlinks too), stay inside that folder; anything
+  else is refused with one message whether or not such a file exists, so a
+  patrol file cannot read or probe the server's files; and each photo must
+  be a JPEG, PNG, HEIC/HEIF or WebP by content (:func:`gis.lifecycle.check_photo`).
+
+An alert changed both in the field and in the store since the export is a
+conflict: nothing is written and :class:`ConflictError` lists the ids,
+unless the caller says which side wins (``prefer="field"`` or ``"store"``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
 import os
 import shutil
 import sqlite3
+import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import pandas as pd
 import pyogrio
 
 from gis.atomic import atomic_path
-from gis.errors import AlertNotFoundError, ConflictError, InputError
+from gis.errors import (AlertNotFoundError, ConflictError, DuplicateIdError, InputError,
+                        NotExportedError, PhotoError)
 from gis.lifecycle import apply_verdict, photo_key, store_photo
 from gis.store import AlertStore, now_iso
+
+log = logging.getLogger(__name__)
 
 FIELD_STATUSES = ("new", "dispatched", "illegal")
 EXPORT_COLUMNS = ["alert_id", "kind", "status", "verdict", "area_m2", "area_mu", "confidence",
@@ -39,6 +58,11 @@ EXPORT_COLUMNS = ["alert_id", "kind", "status", "verdict", "area_m2", "area_mu",
                   "freeze_date", "note", "updated_by", "chip_before", "chip_after"]
 #: What a patrol may edit; everything else in the exported layer is for reading.
 EDITABLE = ("status", "note", "photo")
+#: Columns the hidden ``gis_export`` table must have for an import.
+SNAPSHOT_COLUMNS = ("alert_id", "rev", "status", "note", "photos", "updated_by", "exported_at",
+                    "store", "district", "export_id")
+#: The audit-log action recording that an alert went out in an export.
+EXPORT_ACTION = "export"
 
 
 @dataclass
@@ -47,6 +71,7 @@ class ExportResult:
     alert_ids: list[str]
     dispatched: list[str]
     exported_at: str
+    export_id: str = ""
 
 
 @dataclass
@@ -70,21 +95,25 @@ def export_district(store: AlertStore, district: str, out: str | os.PathLike, *,
     ids = alerts.loc[(alerts["district"] == district) & alerts["status"].isin(FIELD_STATUSES), "alert_id"]
     ids = sorted(ids)
     at = now_iso()
+    export_id = uuid.uuid4().hex
     to_dispatch = sorted(alerts.loc[alerts["alert_id"].isin(ids) & (alerts["status"] == "new"), "alert_id"])
-    if dispatch and to_dispatch:
+    if ids:
         with store.transaction(by=by, command=f"alerts export {district}") as tx:
-            for aid in to_dispatch:
+            for aid in to_dispatch if dispatch else ():
                 apply_verdict(tx, aid, status="dispatched", by=by, at=at, today=today)
+            for aid in ids:  # what the import will accept verdicts for
+                tx.event(aid, EXPORT_ACTION, "export_id", "", export_id, by=by)
         alerts = store.alerts()
     sel = alerts[alerts["alert_id"].isin(ids)].copy()
     files = out.with_name(out.stem + "_files")
-    for col in ("chip_before", "chip_after"):
+    chips = {col: _chip_files(store.store_dir, sel[col]) for col in ("chip_before", "chip_after")}
+    for col, srcs in chips.items():
         rel = []
-        for p in sel[col]:
-            if p and (store.store_dir / p).exists():
-                dest = files / "chips" / Path(p).name
+        for src in srcs:
+            if src is not None:
+                dest = files / "chips" / src.name
                 dest.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(store.store_dir / p, dest)
+                shutil.copyfile(src, dest)
                 rel.append(f"{files.name}/chips/{dest.name}")
             else:
                 rel.append("")
@@ -101,36 +130,148 @@ def export_district(store: AlertStore, district: str, out: str | os.PathLike, *,
                                 layer_options={"SPATIAL_INDEX": "NO"})
         with contextlib.closing(sqlite3.connect(tmp)) as con, con:
             # chips inside the GeoPackage too, so the one file is enough in the field
-            for col in ("chip_before", "chip_after"):
+            for col, srcs in chips.items():
                 con.execute(f"ALTER TABLE alerts ADD COLUMN {col}_img BLOB")
-                for aid, p in zip(sel["alert_id"], sel[col]):
-                    if p and (store.store_dir / p).exists():
+                for aid, src in zip(sel["alert_id"], srcs):
+                    if src is not None:
                         con.execute(f"UPDATE alerts SET {col}_img = ? WHERE alert_id = ?",
-                                    ((store.store_dir / p).read_bytes(), aid))
+                                    (src.read_bytes(), aid))
             con.execute("CREATE TABLE gis_export (alert_id TEXT PRIMARY KEY, rev INTEGER, status TEXT, "
-                        "note TEXT, photos TEXT, updated_by TEXT, exported_at TEXT, store TEXT, district TEXT)")
+                        "note TEXT, photos TEXT, updated_by TEXT, exported_at TEXT, store TEXT, "
+                        "district TEXT, export_id TEXT)")
             con.execute("INSERT INTO gpkg_contents (table_name, data_type, identifier) "
                         "VALUES ('gis_export', 'attributes', 'gis_export')")
-            con.executemany("INSERT INTO gis_export VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            # the store by its file name only: the server's folders are none of the field's business
+            con.executemany(f"INSERT INTO gis_export VALUES ({', '.join('?' * len(SNAPSHOT_COLUMNS))})",
                             [(r.alert_id, int(r.rev), r.status, r.note, r.photos, r.updated_by, at,
-                              str(store.path), district) for r in sel.itertuples()])
-    return ExportResult(out, ids, to_dispatch if dispatch else [], at)
+                              store.path.name, district, export_id) for r in sel.itertuples()])
+    return ExportResult(out, ids, to_dispatch if dispatch else [], at, export_id)
 
 
-def _read_patrol(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _chip_files(store_dir: Path, names: pd.Series) -> list[Path | None]:
+    """The chip files the store names, only those inside its folder (a chip is optional)."""
+    files = [_inside(store_dir, n) for n in names]
+    for n, f in zip(names, files):
+        if n and f is None:
+            log.warning("chip %r is missing or not inside the store folder %s: exported without it",
+                        n, store_dir)
+    return files
+
+
+def _inside(root: Path, name: str) -> Path | None:
+    """The file ``name`` (relative to ``root``) resolves to, if it is one inside ``root``.
+
+    None for an empty name, an absolute one (``/etc/passwd``, ``C:\\x``, ``\\\\host\\x``),
+    one that escapes with ``..`` or through a symlink, and one that is not an existing
+    regular file: callers cannot tell these apart, so neither can whoever wrote ``name``.
+    """
+    name = str(name).strip().replace("\\", "/")
+    if (not name or "\x00" in name or PurePosixPath(name).is_absolute()
+            or PureWindowsPath(name).drive or PureWindowsPath(name).is_absolute()):
+        return None
+    root = root.resolve()
+    try:
+        path = (root / name).resolve()
+    except (OSError, RuntimeError):  # a symlink loop, a name too long
+        return None
+    if not path.is_relative_to(root):
+        return None
+    return path if path.is_file() else None
+
+
+@dataclass
+class _Export:
+    """What a patrol file says about the export that wrote it."""
+
+    export_id: str
+    district: str
+    store: str
+    exported_at: str
+
+
+def _not_a_patrol_file(path: Path, why: str) -> InputError:
+    return InputError(f"not a patrol GeoPackage written by `gis alerts export` ({why})", path=path,
+                      layer="alerts", hint="import the file that export wrote (edited in QGIS/QField)")
+
+
+def _read_patrol(path: Path) -> tuple[pd.DataFrame, pd.DataFrame, _Export]:
     if not path.exists():
         raise InputError("patrol GeoPackage not found", path=path, hint="check the path")
     try:
         layer = pyogrio.read_dataframe(path, layer="alerts", read_geometry=False)
         with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as con:
             snap = pd.read_sql_query("SELECT * FROM gis_export", con)
-    except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, pd.errors.DatabaseError) as exc:
-        raise InputError(f"not a patrol GeoPackage written by `gis alerts export` ({exc})", path=path,
-                         layer="alerts", hint="import the file that export wrote (edited in QGIS/QField)") from None
-    for col in ("status", "note", "photo", "updated_by"):
+    except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, pd.errors.DatabaseError,
+            sqlite3.Error) as exc:
+        raise _not_a_patrol_file(path, str(exc)) from None
+    missing = [c for c in SNAPSHOT_COLUMNS if c not in snap] + [c for c in ("alert_id",) if c not in layer]
+    if missing:
+        raise _not_a_patrol_file(path, "no column " + ", ".join(missing)
+                                 + "; a file from an older gis has no export id: export the district again")
+    for col in ("alert_id", "status", "note", "photo", "updated_by"):
         layer[col] = layer[col].fillna("").astype(str) if col in layer else ""
     snap = snap.fillna("")
-    return layer, snap
+    snap["alert_id"] = snap["alert_id"].astype(str)
+    for name, ids in (("alerts", layer["alert_id"]), ("gis_export", snap["alert_id"])):
+        dup = sorted(set(ids[ids.duplicated()]))
+        if dup:
+            raise DuplicateIdError("the same alert appears in several rows", path=path, layer=name, ids=dup,
+                                   hint="keep one row per alert (delete the copies in QGIS/QField) and import again")
+    exports = snap[["export_id", "district", "store", "exported_at"]].drop_duplicates()
+    if len(exports) > 1 or (len(exports) and not exports["export_id"].iloc[0]):
+        raise _not_a_patrol_file(path, "gis_export does not describe one export")
+    info = _Export(*exports.iloc[0]) if len(exports) else _Export("", "", "", "")
+    return layer, snap, info
+
+
+def _check_exported(store: AlertStore, patrol: Path, ids: pd.Series, snap: pd.DataFrame,
+                    info: _Export) -> None:
+    """Refuse rows for alerts not exported to ``patrol``, as the store's audit log records them.
+
+    The file's own ``gis_export`` table is checked first for a clear message, but it is
+    part of the file and could be edited: the store's record of the export decides.
+    """
+    def refuse(bad: list[str]) -> NotExportedError:
+        what = f"alert {bad[0]} was" if len(bad) == 1 else "alerts were"
+        return NotExportedError(
+            f"{what} not exported to this patrol file", path=patrol, layer="alerts",
+            ids=bad if len(bad) > 1 else None,
+            hint=f"the file carries only the alerts of district {info.district!r} exported at "
+                 f"{info.exported_at}; delete the other rows and record their verdicts in their own "
+                 "district's patrol file")
+
+    bad = sorted(set(ids) - set(snap["alert_id"]))
+    if bad:
+        raise refuse(bad)
+    if ids.empty:
+        return
+    ev = store.events()
+    recorded = set(ev.loc[(ev["action"] == EXPORT_ACTION) & (ev["new"] == info.export_id), "alert_id"])
+    if not recorded:
+        raise NotExportedError(
+            f"this patrol file (export {info.export_id} of district {info.district!r} from store "
+            f"{info.store!r}) was not exported from this store", path=patrol,
+            hint=f"import it into the workspace whose store exported it, not {store.path.name}")
+    bad = sorted(set(ids) - recorded)
+    if bad:
+        raise refuse(bad)
+
+
+def _photo_files(patrol: Path, names: pd.Series) -> list[list[Path]]:
+    """The files the photo names of each row point to, all inside the patrol file's folder.
+
+    A name that is absolute, escapes the folder (``..``, a symlink) or names no file gets
+    one and the same refusal, so a patrol file can neither read nor probe other files.
+    """
+    root = patrol.parent
+    files = [[_inside(root, n) for n in ns] for ns in names]
+    bad = [n for ns, fs in zip(names, files) for n, f in zip(ns, fs) if f is None]
+    if bad:
+        raise PhotoError("photos named in the patrol file are missing or not inside its folder",
+                         path=patrol, layer="alerts", ids=bad,
+                         hint="name each photo relative to the GeoPackage's folder (e.g. DCIM/IMG_0001.jpg) "
+                         "and copy the photo folder next to the GeoPackage")
+    return files
 
 
 def import_field(store: AlertStore, patrol: str | os.PathLike, *, by: str | None = None,
@@ -139,7 +280,8 @@ def import_field(store: AlertStore, patrol: str | os.PathLike, *, by: str | None
     if prefer not in (None, "field", "store"):
         raise InputError(f"prefer={prefer!r}", hint='use "field" or "store"')
     patrol = Path(patrol)
-    layer, snap = _read_patrol(patrol)
+    layer, snap, info = _read_patrol(patrol)
+    _check_exported(store, patrol, layer["alert_id"], snap, info)
     rows = layer.merge(snap, on="alert_id", how="left", suffixes=("", "_exp"), validate="one_to_one")
     current = store.alerts().set_index("alert_id")
     unknown = sorted(set(rows["alert_id"]) - set(current.index))
@@ -147,20 +289,15 @@ def import_field(store: AlertStore, patrol: str | os.PathLike, *, by: str | None
         raise AlertNotFoundError("alerts in the patrol file are not in the store", path=patrol,
                                  ids=unknown, hint="import into the store the file was exported from")
     cur = current.loc[rows["alert_id"]].reset_index()
-    rows["photo"] = rows["photo"].str.replace("\\", "/")
     field_photos = rows["photo"].map(lambda s: [p.strip() for p in s.split(";") if p.strip()])
     field_changed = ((rows["status"] != rows["status_exp"]) | (rows["note"] != rows["note_exp"])
                      | (field_photos.map(len) > 0)).to_numpy()
     store_changed = (cur["rev"].to_numpy() != pd.to_numeric(rows["rev"]).to_numpy())
     # already in the store (a second import of the same file): nothing to do, no conflict
     same = ((cur["status"] == rows["status"]) & (cur["note"] == rows["note"])).to_numpy()
-    srcs = [[patrol.parent / p for p in ps] for ps in field_photos]
+    srcs = _photo_files(patrol, field_photos)
     result = ImportResult()
-    missing = [str(p) for ps in srcs for p in ps if not p.is_file()]
-    if missing:
-        raise InputError("photos named in the patrol file are missing", path=patrol, ids=missing,
-                         hint="copy the photo folder (e.g. DCIM) next to the GeoPackage")
-    stored = [[photo_key(p) for p in ps] for ps in srcs]  # named by content, copied once applied
+    stored = [[photo_key(p) for p in ps] for ps in srcs]  # checked and named by content, copied once applied
     already = [set(stored_k) <= set(c.split(";")) for stored_k, c in zip(stored, cur["photos"])]
     todo = field_changed & ~(same & pd.Series(already).to_numpy())
     conflict = todo & store_changed
@@ -180,12 +317,12 @@ def import_field(store: AlertStore, patrol: str | os.PathLike, *, by: str | None
         for k in todo.nonzero()[0]:
             r = rows.iloc[k]
             who = r["updated_by"] if r["updated_by"] and r["updated_by"] != r["updated_by_exp"] else (by or "field")
+            rels = [store_photo(store.store_dir, src) for src in srcs[k]]
             apply_verdict(tx, r["alert_id"], status=r["status"] or cur.iloc[k]["status"], by=who,
-                          note=r["note"] if r["note"] != r["note_exp"] else None, photos=stored[k],
+                          note=r["note"] if r["note"] != r["note_exp"] else None, photos=rels,
                           today=today)
-            for src, rel in zip(srcs[k], stored[k]):
-                store_photo(store.store_dir, src)
+            for src, rel in zip(srcs[k], rels):
                 tx.event(r["alert_id"], "photo", "photos", src.name, rel, by=who)
-            result.photos += len(stored[k])
+            result.photos += len(rels)
             result.applied.append(r["alert_id"])
     return result

@@ -24,6 +24,7 @@ area, not with image size.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -43,6 +44,7 @@ from rasterio.warp import calculate_default_transform, transform_bounds
 from rasterio.windows import Window
 
 from gis.errors import (
+    BandIndexError,
     BandMismatchError,
     CorruptRasterError,
     DSMDateError,
@@ -54,7 +56,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "Grid", "ImagePair", "WindowData", "open_pair", "read_window", "windows_within",
-    "raster_date", "check_raster", "close_datasets", "common_extent",
+    "raster_date", "check_raster", "close_datasets", "common_extent", "decoding",
 ]
 
 _DATE_RE = re.compile(r"(?<!\d)(19|20)(\d{2})[-_]?(0[1-9]|1[0-2])[-_]?(0[1-9]|[12]\d|3[01])(?!\d)")
@@ -126,14 +128,45 @@ def check_raster(path) -> None:
                     hint="assign one, e.g. `gdal_edit.py -a_srs EPSG:4547 FILE`, then run again")
             # the last block is what a truncated download loses first
             h, w = src.block_shapes[0]
-            win = Window(max(0, src.width - w), max(0, src.height - h), min(w, src.width), min(h, src.height))
-            src.read(1, window=win)
-    except MissingCRSError:
+            c0, r0 = (src.width - 1) // w * w, (src.height - 1) // h * h
+            win = Window(c0, r0, src.width - c0, src.height - r0)
+            with decoding(path, win, src.transform, src.crs):
+                src.read(1, window=win)
+    except (MissingCRSError, CorruptRasterError):
         raise
     except (rasterio.errors.RasterioIOError, rasterio.errors.RasterioError) as exc:
         raise CorruptRasterError(
             f"cannot read raster ({exc})", path=path,
             hint="the file is damaged or not a GeoTIFF; copy or export it again") from exc
+
+
+def _where(window: Window | None, transform, crs) -> str:
+    """Where a window lies: its pixels (columns, rows) and, with a transform, its map
+    coordinates, so a damaged tile can be found in QGIS or with gdallocationinfo."""
+    if window is None:
+        return ""
+    c0, r0 = int(window.col_off), int(window.row_off)
+    c1, r1 = c0 + int(window.width) - 1, r0 + int(window.height) - 1
+    text = f" in the block at columns {c0}-{c1}, rows {r0}-{r1}"
+    if transform is not None:
+        x0, y0, x1, y1 = rasterio.windows.bounds(window, transform)
+        text += f" (x {x0:.1f} to {x1:.1f}, y {y0:.1f} to {y1:.1f}{f' in {crs}' if crs else ''})"
+    return text
+
+
+@contextlib.contextmanager
+def decoding(path, window: Window | None = None, transform=None, crs=None):
+    """Turn a failed read of ``path`` (a corrupt tile, a truncated file) into a
+    :class:`~gis.errors.CorruptRasterError` naming the file and, given the window
+    read (and its grid's transform), where in it."""
+    try:
+        yield
+    except rasterio.errors.RasterioError as exc:
+        cause = exc.__cause__ or exc.__context__  # GDAL's own words ("Read failed" says nothing)
+        raise CorruptRasterError(
+            f"cannot decode the image data{_where(window, transform, crs)} ({cause or exc})", path=path,
+            hint="the file is damaged there; copy or export it again (check it with "
+                 "`gdalinfo -checksum FILE`)") from exc
 
 
 def raster_date(path) -> dt.date | None:
@@ -177,6 +210,17 @@ def _scale(src) -> float:
     ov = _sample(src, 1)
     hi = float(np.percentile(ov.compressed(), 99.5)) if ov.count() else 255.0
     return 255.0 / hi * 0.9 if hi > 0 else 1.0
+
+
+def _check_bands(src, path: Path, bands: tuple[int, ...], which: str) -> None:
+    """Every band of a band map must exist in its image (1-based); ``which``: before|after."""
+    bad = [i for i in bands if not 1 <= int(i) <= src.count]
+    if bad:
+        n = src.count
+        raise BandIndexError(
+            f"the {which} image's band map (--bands-{which}) names band {', '.join(map(str, bad))}, "
+            f"but {path.name} has {n} band{'s' * (n != 1)} (1-{n})", path=path,
+            hint=f"give band numbers from 1 to {n}, e.g. --bands-{which} {','.join(map(str, range(1, min(n, 3) + 1)))}")
 
 
 def _describe(src, bands: tuple[int, ...]) -> str:
@@ -270,6 +314,8 @@ def open_pair(before, after, dsm_before=None, dsm_after=None, band_map=None) -> 
             if len(bands_b) != len(bands_a) or len(bands_a) < 3:
                 raise BandMismatchError("band map must name the same 3 or 4 bands in both images",
                                         path=paths[0], hint="e.g. before=1,2,3 after=1,2,3")
+            _check_bands(b, paths[0], bands_b, "before")
+            _check_bands(a, paths[1], bands_a, "after")
         else:
             bands_b, bands_a = _colour_bands(b, paths[0]), _colour_bands(a, paths[1])
             if len(bands_b) != len(bands_a):
@@ -279,7 +325,10 @@ def open_pair(before, after, dsm_before=None, dsm_after=None, band_map=None) -> 
             if len(bands_a) < 3:
                 raise BandMismatchError(f"need RGB imagery, {paths[1].name} has {_describe(a, bands_a)}",
                                         path=paths[1], hint="give a 3-band (RGB) or 4-band (RGB+NIR) orthophoto")
-        sb, sa = _scale(b), _scale(a)
+        with decoding(paths[0]):
+            sb = _scale(b)
+        with decoding(paths[1]):
+            sa = _scale(a)
     _check_order(*paths)
     dsms = []
     for img, dsm in ((paths[0], dsm_before), (paths[1], dsm_after)):
@@ -521,8 +570,11 @@ def read_window(pair: ImagePair, window: Window, factor: int = 1) -> WindowData:
     The files stay open in this thread for the next window (a task per window
     would otherwise reopen them every time); :func:`close_datasets` closes them."""
     g = pair.grid
-    after, ma = _read(pair.after, g, window, pair.bands_after, Resampling.nearest, factor)
-    before, mb = _read(pair.before, g, window, pair.bands_before, Resampling.bilinear, factor, pair.before_warp)
+    with decoding(pair.after, window, g.transform, g.crs):
+        after, ma = _read(pair.after, g, window, pair.bands_after, Resampling.nearest, factor)
+    with decoding(pair.before, window, g.transform, g.crs):
+        before, mb = _read(pair.before, g, window, pair.bands_before, Resampling.bilinear, factor,
+                           pair.before_warp)
     valid = ma & mb
     collar = {}
     for name, path, data, own, resampling, warp in (
@@ -545,8 +597,9 @@ def read_window(pair: ImagePair, window: Window, factor: int = 1) -> WindowData:
         path = getattr(pair, name)
         if path:
             # the before DSM comes from the before flight: it moves with its image
-            z, m = _read(path, g, window, (1,), Resampling.bilinear, factor,
-                         pair.before_warp if name == "dsm_before" else None)
+            with decoding(path, window, g.transform, g.crs):
+                z, m = _read(path, g, window, (1,), Resampling.bilinear, factor,
+                             pair.before_warp if name == "dsm_before" else None)
             z = z[0]
             z[~m] = np.nan
             setattr(out, name, z)

@@ -28,7 +28,7 @@ import shapely
 from pyproj import CRS
 
 from gis import errors
-from gis.crs import choose_working_crs, parse_crs
+from gis.crs import MAX_AREA_DISTORTION, area_distortion, choose_working_crs, extent_lonlat, parse_crs
 from gis.geometry import POLYGONAL, is_valid_threaded, polygonal
 from gis.schema import SCHEMAS, STATUS_ALIASES, STATUSES, LayerSchema
 
@@ -38,6 +38,10 @@ log = logging.getLogger(__name__)
 VECTOR_SUFFIXES = (".gpkg", ".shp", ".geojson", ".json", ".fgb", ".parquet", ".geoparquet", ".dxf", ".zip")
 
 Source = str | os.PathLike | gpd.GeoDataFrame
+
+#: Red lines smaller than this (m2, in the working CRS) are an error: slivers,
+#: or a drawing in the wrong units. ``min_redline_m2`` changes it.
+MIN_REDLINE_M2 = 1.0
 
 
 @dataclass
@@ -72,6 +76,9 @@ class LayerReport:
     renamed: dict[str, str] = field(default_factory=dict)
     repairs: list[dict] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    #: Things done or noticed that do not stop the work (a CRS passed over,
+    #: a header that looks like a known one but is not used, an encoding guessed).
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -98,8 +105,13 @@ class LayerReport:
 
 
 def read_raw(path: str | os.PathLike, *, layer: str | None = None,
-             source_crs: Any = None) -> gpd.GeoDataFrame:
-    """Read a vector file as it is, with a CRS (or ``MissingCRSError``)."""
+             source_crs: Any = None, id_from_layer: bool = False) -> gpd.GeoDataFrame:
+    """Read a vector file as it is, with a CRS (or ``MissingCRSError``).
+
+    Shapefile text is decoded in the encoding it really has (see
+    :func:`_read_shapefile`); ``id_from_layer`` lets DXF outlines without a
+    label take ids from their CAD layer and handle.
+    """
     path = Path(path)
     if not path.exists():
         raise errors.LayerNotFoundError(
@@ -107,6 +119,7 @@ def read_raw(path: str | os.PathLike, *, layer: str | None = None,
             hint="check the path (and the working folder you run from)",
         )
     suffix = path.suffix.lower()
+    _refuse_folder(path, layer)
     try:
         if suffix == ".dxf":
             from gis.dxf import read_dxf  # ezdxf only when a DXF comes in
@@ -114,6 +127,8 @@ def read_raw(path: str | os.PathLike, *, layer: str | None = None,
             gdf = read_dxf(path, layer=layer)
         elif suffix in (".parquet", ".geoparquet"):
             gdf = gpd.read_parquet(path)
+        elif _is_shapefile(path):
+            gdf = _read_shapefile(path, layer=layer)
         else:
             gdf = gpd.read_file(path, layer=layer, engine="pyogrio")
     except errors.GisError:
@@ -151,7 +166,119 @@ def read_raw(path: str | os.PathLike, *, layer: str | None = None,
                 "CGCS2000 3-degree Gauss-Kruger CM 114E); DXF files never carry one",
             )
         gdf = gdf.set_crs(parse_crs(source_crs, what="--crs"))
+    if suffix == ".dxf" and not id_from_layer:
+        from gis.dxf import require_labels
+
+        require_labels(gdf, path)
+    gdf.attrs["path"] = str(path)
     return gdf
+
+
+def _refuse_folder(path: Path, layer: str | None) -> None:
+    """A folder is not a layer: GDAL would read its first Shapefile with only a warning.
+
+    A File Geodatabase (``.gdb``) is a folder by design and stays readable.
+    """
+    if path.is_dir() and path.suffix.lower() != ".gdb":
+        found = sorted(p.name for p in path.iterdir() if p.suffix.lower() in VECTOR_SUFFIXES)
+        raise errors.UnreadableLayerError(
+            "this is a folder, not a layer file", path=path, layer=layer,
+            hint="give one of the layer files in it" + (f": {', '.join(found[:10])}" if found else ""))
+
+
+def _is_shapefile(path: Path) -> bool:
+    suffix = path.suffix.lower()
+    if suffix in (".shp", ".dbf"):
+        return True
+    if suffix == ".zip":
+        import zipfile
+
+        try:
+            with zipfile.ZipFile(path) as z:
+                return any(n.lower().endswith(".dbf") for n in z.namelist())
+        except (zipfile.BadZipFile, OSError):
+            return False  # GDAL names the problem
+    return False
+
+
+def _declared_encoding(path: Path) -> str | None:
+    """The codec named by the .cpg beside a Shapefile (``GBK``, ``UTF-8``, ``936``...), if any."""
+    import codecs
+
+    for cpg in (path.with_suffix(".cpg"), path.with_suffix(".CPG")):
+        if cpg.is_file():
+            name = cpg.read_text(encoding="ascii", errors="ignore").strip()
+            name = re.sub(r"^(?:ansi|cp|windows-?)\s*(?=\d+$)", "", name, flags=re.I)
+            name = f"cp{name}" if name.isdigit() else name
+            try:
+                return codecs.lookup(name).name
+            except LookupError:
+                return None
+    return None
+
+
+#: Encodings a Shapefile's text is tried in after UTF-8 and its .cpg.
+_FALLBACK_ENCODINGS = ("gb18030",)  # a superset of GBK and GB2312
+
+
+def _decode_header(raw: bytes, encoding: str) -> str:
+    """A DBF field name; a last character cut in half by the 10-byte limit is dropped."""
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError as exc:
+        if exc.end < len(raw):
+            raise
+        return raw[:exc.start].decode(encoding)
+
+
+def _read_shapefile(path: Path, *, layer: str | None = None) -> gpd.GeoDataFrame:
+    """A Shapefile with its text decoded in the encoding it really has.
+
+    GDAL trusts the .cpg (or assumes Latin-1 without one), so a GBK file
+    without .cpg reads as mojibake and a UTF-8 header cut mid-character by
+    the 10-byte limit cannot be read at all. The text is read as raw bytes
+    instead and decoded as UTF-8 if it is valid UTF-8, else in the .cpg's
+    encoding, else as GBK (GB18030); a guess is logged and kept in
+    ``attrs["warnings"]``. Text that none of them decodes is an error saying
+    which .cpg to add.
+    """
+    gdf = gpd.read_file(path, layer=layer, engine="pyogrio", ENCODING="ISO-8859-1")  # bytes as they are
+    headers = {c: str(c).encode("latin-1") for c in gdf.columns if c != gdf.geometry.name}
+    texts = {c: gdf[c] for c in headers if gdf[c].dtype == object}
+    uniques = {c: pd.unique(v.dropna()) for c, v in texts.items()}
+    if all(h.isascii() for h in headers.values()) and all(
+            isinstance(u, str) and u.isascii() for us in uniques.values() for u in us):
+        return gdf
+    declared = _declared_encoding(path)
+    for encoding in dict.fromkeys(("utf-8", declared, *_FALLBACK_ENCODINGS)):
+        if encoding is None:
+            continue
+        try:
+            names = {c: _decode_header(h, encoding) for c, h in headers.items()}
+            decoded = {c: {u: u.encode("latin-1").decode(encoding) for u in us if isinstance(u, str)}
+                       for c, us in uniques.items()}
+        except UnicodeDecodeError:
+            continue
+        for c, table in decoded.items():
+            gdf[c] = texts[c].map(lambda v, t=table: t.get(v, v))
+        gdf = gdf.rename(columns=names)
+        if encoding != declared:
+            cpg = path.with_suffix(".cpg").name if path.suffix.lower() != ".zip" else "a .cpg"
+            said = f"its .cpg says {declared}" if declared else "it has no .cpg"
+            note = (f"text read as {_ENCODING_NAMES.get(encoding, encoding)} ({said}); "
+                    f"put {_ENCODING_NAMES.get(encoding, encoding)} in {cpg} to say so")
+            log.warning("%s: %s", path, note)
+            gdf.attrs["warnings"] = [note]
+        return gdf
+    raise errors.TextEncodingError(
+        f"the text in the file is neither UTF-8 nor GBK{f' nor {declared} (its .cpg)' if declared else ''}",
+        path=path, layer=layer,
+        hint=f"add a .cpg file beside {path.with_suffix('.shp').name} containing the encoding the "
+             "attributes were saved in (GBK for most Chinese GIS software), then run again",
+    )
+
+
+_ENCODING_NAMES = {"utf-8": "UTF-8", "gb18030": "GBK"}
 
 
 def _not_degrees(gdf: gpd.GeoDataFrame) -> bool:
@@ -167,13 +294,17 @@ def inspect_layer(
     source_crs: Any = None,
     working_crs: Any = None,
     path: str | os.PathLike | None = None,
+    min_redline_m2: float = MIN_REDLINE_M2,
+    id_from_layer: bool = False,
 ) -> tuple[gpd.GeoDataFrame, LayerReport]:
     """Read, normalise and validate one layer; collect problems, do not raise for them.
 
     Raises only when the layer cannot be read at all (missing file,
     unreadable, no CRS). The returned frame has canonical columns and is in
-    the working CRS (``working_crs``, or its own CRS if projected, or the
-    Gauss-Kruger zone of its centre).
+    the working CRS (``working_crs``, or its own CRS if projected and true
+    to areas, or the Gauss-Kruger zone of its centre). An empty layer, two
+    columns for one field, and red lines under ``min_redline_m2`` are
+    problems; ``id_from_layer`` is for DXF (see :func:`gis.dxf.read_dxf`).
     """
     schema = SCHEMAS[kind]
     if isinstance(source, gpd.GeoDataFrame):
@@ -184,10 +315,20 @@ def inspect_layer(
                                              hint="set one with .set_crs() or pass source_crs")
             raw = raw.set_crs(parse_crs(source_crs))
     else:
-        path, raw = str(source), read_raw(source, layer=layer, source_crs=source_crs)
-    report = LayerReport(path=path, layer=layer or kind, kind=kind, source_crs=raw.crs.to_string())
+        path, raw = str(source), read_raw(source, layer=layer, source_crs=source_crs,
+                                          id_from_layer=id_from_layer)
+    report = LayerReport(path=path, layer=layer or kind, kind=kind, source_crs=raw.crs.to_string(),
+                         warnings=list(raw.attrs.get("warnings", [])))
+    if not len(raw):
+        report.problems.append(Problem(
+            "empty_layer", f"the {kind} layer ({schema.label_zh}) has no features",
+            hint="check that this is the right file (and --layer); an empty layer would give figures "
+                 "for land that is not there", error=errors.EmptyLayerError))
+        return raw, report
 
     gdf = _rename_columns(raw, schema, report)
+    if report.problems:  # two columns for one field: nothing below can tell which to use
+        return gdf, report
     missing = [c for c in schema.required if c not in gdf.columns]
     if missing:
         aliases = ", ".join(f"{c.name} ({c.zh})" for c in schema.columns if c.name in missing)
@@ -205,13 +346,41 @@ def inspect_layer(
 
     crs = choose_working_crs([gdf], working_crs)
     if not gdf.crs.equals(crs):
+        _note_distortion(gdf, crs, report)
         gdf = gdf.to_crs(crs)
         report.reprojected = True
+    if kind == "redlines":
+        _check_min_area(gdf, min_redline_m2, report)
     report.crs = crs.to_string()
     report.count = len(gdf)
     if len(gdf):
         report.bounds = tuple(float(v) for v in gdf.total_bounds)
     return gdf, report
+
+
+def _note_distortion(gdf: gpd.GeoDataFrame, working: CRS, report: LayerReport) -> None:
+    """Say so when the layer's own projected CRS was passed over because it distorts areas."""
+    if not gdf.crs.is_projected:
+        return
+    off = area_distortion(gdf.crs, *extent_lonlat([gdf]))
+    if off > MAX_AREA_DISTORTION:
+        report.warnings.append(
+            f"{gdf.crs.to_string()} ({gdf.crs.name}) makes areas up to {off:.0%} too large here: "
+            f"reprojected to {working.to_string()} ({working.name}) for every area")
+
+
+def _check_min_area(gdf: gpd.GeoDataFrame, min_m2: float, report: LayerReport) -> None:
+    """Red lines with (almost) no area: a sliver would read 100 % done on 0.00 mu."""
+    geoms = gdf.geometry.to_numpy()
+    area = shapely.area(geoms)
+    tiny = (area < min_m2) & ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
+    if tiny.any():
+        report.problems.append(Problem(
+            "tiny_redline", f"{int(tiny.sum())} red line(s) smaller than {min_m2:g} m2",
+            ids=gdf.loc[tiny, "project_id"].tolist(),
+            hint="redraw them (or check the drawing's units and --crs); lower the limit with "
+                 "--min-redline-m2 (min_redline_m2 in gis.toml) only for red lines that are truly that small",
+            error=errors.AreaTooSmallError))
 
 
 def read_layer(source: Source, kind: str, **kw: Any) -> gpd.GeoDataFrame:
@@ -220,6 +389,8 @@ def read_layer(source: Source, kind: str, **kw: Any) -> gpd.GeoDataFrame:
     report.raise_for_problems()
     for r in report.repairs:
         log.warning("%s: repaired %s %s: %s", report.path, kind, r["id"], r["reason"])
+    for w in report.warnings:
+        log.warning("%s: %s", report.path, w)
     gdf.attrs["report"] = report
     return gdf
 
@@ -238,13 +409,19 @@ def read_statuses(source: Source, *, layer: str | None = None) -> pd.DataFrame:
         if not path.exists():
             raise errors.LayerNotFoundError("file does not exist", path=path, layer=layer,
                                             hint="check the path of the previous snapshot")
+        _refuse_folder(path, layer)
         try:
             if path.suffix.lower() in (".parquet", ".geoparquet"):
                 raw = pd.read_parquet(path)
+            elif _is_shapefile(path):  # decoded in the encoding it really has
+                raw = _read_shapefile(path, layer=layer)
+                raw = pd.DataFrame(raw.drop(columns=raw.geometry.name))
             else:
                 import pyogrio
 
                 raw = pyogrio.read_dataframe(path, layer=layer, read_geometry=False)
+        except errors.GisError:
+            raise
         except Exception as exc:
             raise errors.UnreadableLayerError(f"cannot read the file ({type(exc).__name__}: {exc})",
                                               path=path, layer=layer,
@@ -262,6 +439,9 @@ def read_statuses(source: Source, *, layer: str | None = None) -> pd.DataFrame:
     if missing:
         raise errors.MissingColumnError(f"required column(s) missing: {', '.join(missing)}", path=path,
                                         layer=layer, hint="the snapshot needs 宗地编号 and 状态")
+    if not len(df):
+        raise errors.EmptyLayerError("the previous parcel snapshot has no features", path=path, layer=layer,
+                                     hint="give the snapshot of the parcel layer from the previous period")
     df = pd.DataFrame({"parcel_id": _clean_text(df["parcel_id"]), "status": df["status"]})
     df = _normalise_status(df, schema, report)
     report.raise_for_problems()
@@ -292,23 +472,33 @@ def read_inventory(source: Source, **kw: Any) -> gpd.GeoDataFrame:
 
 
 def common_working_crs(sources: list, *, source_crs: Any = None, working_crs: Any = None) -> CRS:
-    """The working CRS for several layers read together (red lines first)."""
-    if working_crs is not None:
-        return choose_working_crs([], working_crs)
-    frames = []
+    """The working CRS for several layers read together (red lines first).
+
+    An explicit ``working_crs`` is checked against the layers' extent too:
+    one that distorts areas there is an error.
+    """
+    frames, names = [], []
     for s in sources:
         if s is None:
             continue
         if isinstance(s, gpd.GeoDataFrame):
             frames.append(s if s.crs is not None or source_crs is None else s.set_crs(parse_crs(source_crs)))
+            if "path" in s.attrs:
+                names.append(s.attrs["path"])
         else:
             # Only the CRS and extent are needed here; pyogrio reads them cheaply.
             frames.append(_crs_probe(s, source_crs))
-    return choose_working_crs(frames)
+            names.append(str(s))
+    if working_crs is None and frames and not any(len(f) for f in frames):
+        raise errors.EmptyLayerError("no features in any of the layers: nothing to measure",
+                                     path=", ".join(names) or None,
+                                     hint="check that these are the right files (and --layer)")
+    return choose_working_crs(frames, working_crs)
 
 
 def _crs_probe(path: str | os.PathLike, source_crs: Any) -> gpd.GeoDataFrame:
     path = Path(path)
+    _refuse_folder(path, None)
     if path.suffix.lower() in (".parquet", ".geoparquet") and path.exists():
         import json
 
@@ -318,9 +508,9 @@ def _crs_probe(path: str | os.PathLike, source_crs: Any) -> gpd.GeoDataFrame:
             geo = json.loads(pq.read_schema(path).metadata[b"geo"])
             col = geo["columns"][geo["primary_column"]]
             crs = col.get("crs", "OGC:CRS84") or source_crs
-            b = col.get("bbox") or (0, 0, 0, 0)
+            b = col.get("bbox")
             if crs is not None:
-                return gpd.GeoDataFrame(geometry=[shapely.box(*b[:4])], crs=crs)
+                return gpd.GeoDataFrame(geometry=[shapely.box(*b[:4])] if b else [], crs=crs)
         except Exception:  # fall back to a full read, which names the problem
             pass
     elif path.suffix.lower() != ".dxf" and path.exists():
@@ -331,32 +521,67 @@ def _crs_probe(path: str | os.PathLike, source_crs: Any) -> gpd.GeoDataFrame:
             crs = info.get("crs") or source_crs
             if crs is not None:
                 b = info.get("total_bounds")
-                if b is None or not np.all(np.isfinite(b)):
-                    b = (0, 0, 0, 0)
-                geom = [shapely.box(*b)]
+                known = b is not None and np.all(np.isfinite(b)) and info.get("features") != 0
+                geom = [shapely.box(*b)] if known else []  # an empty layer has no extent
                 return gpd.GeoDataFrame(geometry=geom, crs=parse_crs(crs))
         except Exception:  # fall back to a full read, which names the problem
             pass
-    return read_raw(path, source_crs=source_crs)
+    return read_raw(path, source_crs=source_crs, id_from_layer=True)  # only the extent is needed
 
 
 # --- normalising --------------------------------------------------------------
 
 
 def _rename_columns(raw: gpd.GeoDataFrame, schema: LayerSchema, report: LayerReport) -> gpd.GeoDataFrame:
+    """Headers to canonical names; two headers for one field are a problem, look-alikes a warning."""
     aliases = schema.aliases()
-    mapping: dict[str, str] = {}
+    sources: dict[str, list] = {}
     for col in raw.columns:
         if col == raw.geometry.name:
             continue
         target = aliases.get(str(col).strip().lower())
-        if target and target not in mapping.values():
-            mapping[col] = target
+        if target:
+            sources.setdefault(target, []).append(col)
+    clashes = {t: cols for t, cols in sources.items() if len(cols) > 1}
+    if clashes:
+        zh = {c.name: c.zh for c in schema.columns}
+        what = "; ".join(f"{', '.join(map(repr, cols))} are all {t} ({zh[t]})" for t, cols in clashes.items())
+        report.problems.append(Problem(
+            "column_clash", f"two columns for one field: {what}",
+            hint="keep one column of each field (delete or rename the other, e.g. the one added in QGIS)",
+            error=errors.ColumnClashError))
+    mapping = {cols[0]: t for t, cols in sources.items() if len(cols) == 1}
     report.renamed = {str(k): v for k, v in mapping.items() if k != v}
+    report.warnings += _lookalike_headers(raw, schema, set(sources))
     gdf = raw.rename(columns=mapping)
     if gdf.geometry.name != "geometry":
         gdf = gdf.rename_geometry("geometry")
     return gdf
+
+
+def _lookalike_headers(raw: gpd.GeoDataFrame, schema: LayerSchema, used: set[str]) -> list[str]:
+    """Unused columns that look like the header of a field the layer lacks.
+
+    ``特殊 青苗户数``, ``特殊青苗户数2`` or a header cut shorter than a
+    Shapefile cuts it: their values would otherwise be dropped silently
+    (and count as 0).
+    """
+    known = schema.aliases()
+    aliases = {re.sub(r"\s+", "", a): t for a, t in known.items() if t not in used}
+    zh = {c.name: c.zh for c in schema.columns}
+    out = []
+    for col in raw.columns:
+        key = re.sub(r"\s+", "", str(col)).lower()
+        if col == raw.geometry.name or str(col).strip().lower() in known:
+            continue
+        for alias, target in aliases.items():
+            short = min(key, alias, key=len)
+            if key == alias or (len(short) >= (4 if short.isascii() else 2)
+                                and (key.startswith(alias) or alias.startswith(key))):
+                out.append(f"column {col!r} looks like {target} ({zh[target]}) but is not used: "
+                           f"rename it to {zh[target]} or {target} if it holds that field")
+                break
+    return out
 
 
 def _clean_text(values: pd.Series) -> np.ndarray:
@@ -414,16 +639,24 @@ def _normalise_ids(gdf: gpd.GeoDataFrame, schema: LayerSchema, report: LayerRepo
     return gdf
 
 
-_CN_DATE = re.compile(r"(\d{4})\s*[年./-]\s*(\d{1,2})\s*[月./-]\s*(\d{1,2})\s*日?")
+_CN_DATE = re.compile(r"(\d{4})\s*[年./-]\s*(\d{1,2})\s*[月./-]\s*(\d{1,2})(?:\s*日)?")
+#: A UTC offset after a time of day, as GDAL writes datetimes (``2026/03/01 00:00:00+08``).
+_TZ_SUFFIX = re.compile(r"(\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)\s*(?:Z|[+-]\d{2}(?::?\d{2})?)$")
 
 
 def _parse_dates(values: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """Dates from ISO, 2026/3/1 or 2026年3月1日; returns (dates, bad mask)."""
+    """Dates from ISO, 2026/3/1, 2026年3月1日 or GDAL datetimes; returns (dates, bad mask).
+
+    A UTC offset is dropped and the time of day too: the wall-clock day is
+    the date people meant.
+    """
     if pd.api.types.is_datetime64_any_dtype(values):
-        return values.dt.tz_localize(None) if values.dt.tz is not None else values, pd.Series(False, index=values.index)
+        days = values.dt.tz_localize(None) if values.dt.tz is not None else values
+        return days.dt.normalize(), pd.Series(False, index=values.index)
     text = values.astype("string").str.strip()
     text = text.str.replace(_CN_DATE, lambda m: f"{m[1]}-{int(m[2]):02d}-{int(m[3]):02d}", regex=True)
-    parsed = pd.to_datetime(text, errors="coerce", format="mixed")
+    text = text.str.replace(_TZ_SUFFIX, r"\1", regex=True)
+    parsed = pd.to_datetime(text, errors="coerce", format="mixed").dt.normalize()
     bad = parsed.isna() & text.notna() & (text != "")
     return parsed, bad
 

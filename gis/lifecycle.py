@@ -8,7 +8,9 @@ alert as a false alarm without dispatching it. Anything else raises
 A verdict is evidence: :func:`set_alert` records who set what and when in the
 audit log, copies field photos into the store folder under their content
 hash (so the original can be deleted afterwards, and the same photo twice is
-stored once) and writes all of it in one store transaction.
+stored once) and writes all of it in one store transaction. A photo must be
+one by content (JPEG, PNG, HEIC/HEIF or WebP, :func:`check_photo`), whatever
+its name says; it is stored under the extension of what it is.
 """
 
 from __future__ import annotations
@@ -19,13 +21,13 @@ import os
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pandas as pd
 import numpy as np
 
 from gis.atomic import atomic_path
-from gis.errors import AlertNotFoundError, InputError, InvalidTransitionError
+from gis.errors import AlertNotFoundError, InputError, InvalidTransitionError, PhotoError
 from gis.store import AlertStore, Transaction, now_iso
 
 ALERT_STATUSES = ("new", "dispatched", "illegal", "legal", "false_alarm", "demolished", "closed")
@@ -62,26 +64,97 @@ def check_transition(alert_id: str, current: str, requested: str) -> None:
             hint=f"allowed next statuses from {current!r}: {nxt}")
 
 
-def photo_key(photo: str | os.PathLike) -> str:
-    """``photos/<sha256 of the content>.<ext>``: where the photo lives in the store folder."""
+#: Brands of an ISO-BMFF ``ftyp`` box that make the file a HEIC/HEIF image.
+HEIC_BRANDS = frozenset({b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis"})
+HEIF_BRANDS = HEIC_BRANDS | {b"mif1", b"msf1", b"heif"}
+#: Bytes of a photo's start that :func:`photo_kind` looks at.
+PHOTO_HEAD = 64
+
+
+def photo_kind(head: bytes) -> str | None:
+    """The file extension of a photo from its first bytes (``.jpg``, ``.png``, ``.webp``,
+    ``.heic``, ``.heif``), or None when they are not those of JPEG, PNG, WebP or HEIF.
+
+    Judged by content, never by name, so the web app can call it on an upload's bytes.
+    """
+    if head[:3] == b"\xff\xd8\xff":
+        return ".jpg"
+    if head[:8] == b"\x89PNG\r\n\x1a\n":
+        return ".png"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return ".webp"
+    if head[4:8] == b"ftyp":
+        size = int.from_bytes(head[:4], "big")
+        # major brand, then the compatible brands (skipping the minor version)
+        brands = {head[8:12]} | {head[i:i + 4] for i in range(16, min(size, len(head)) - 3, 4)}
+        if brands & HEIC_BRANDS:
+            return ".heic"
+        if brands & HEIF_BRANDS:
+            return ".heif"
+    return None
+
+
+def check_photo(photo: str | os.PathLike) -> str:
+    """Raise :class:`PhotoError` unless ``photo`` is a non-empty JPEG, PNG, HEIC/HEIF or
+    WebP file (judged by its content); return the extension it is stored under."""
+    src = _existing(photo)
+    with open(src, "rb") as f:
+        return _kind_or_raise(f.read(PHOTO_HEAD), src)
+
+
+def _existing(photo: str | os.PathLike) -> Path:
     src = Path(photo)
     if not src.is_file():
-        raise InputError("photo not found", path=src, hint="check the path of the photo")
+        raise PhotoError("photo not found", path=src, hint="check the path of the photo")
+    return src
+
+
+def _kind_or_raise(head: bytes, src: Path) -> str:
+    if not head:
+        raise PhotoError("the photo is an empty file (0 bytes)", path=src,
+                         hint="copy the photo again from the camera or phone")
+    kind = photo_kind(head)
+    if kind is None:
+        raise PhotoError("not a photo: its content is not JPEG, PNG, HEIC/HEIF or WebP", path=src,
+                         hint="give the photo file as the camera or phone wrote it")
+    return kind
+
+
+def _key(f: BinaryIO, src: Path) -> str:
+    """Check and hash the open photo ``f``: ``photos/<sha256 of the content>.<ext>``."""
+    kind = _kind_or_raise(f.read(PHOTO_HEAD), src)
+    f.seek(0)
     h = hashlib.sha256()
+    for block in iter(lambda: f.read(1 << 20), b""):
+        h.update(block)
+    return f"{PHOTO_DIR}/{h.hexdigest()}{kind}"
+
+
+def photo_key(photo: str | os.PathLike) -> str:
+    """``photos/<sha256 of the content>.<ext>``: where the photo lives in the store folder.
+
+    The photo is checked (:func:`check_photo`); the extension comes from its content,
+    never from its name.
+    """
+    src = _existing(photo)
     with open(src, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return f"{PHOTO_DIR}/{h.hexdigest()}{src.suffix.lower()}"
+        return _key(f, src)
 
 
 def store_photo(store_dir: str | os.PathLike, photo: str | os.PathLike) -> str:
-    """Copy ``photo`` to ``store_dir/photos/<sha256>.<ext>``; return that path relative to store_dir."""
-    src = Path(photo)
-    rel = photo_key(src)
-    target = Path(store_dir) / rel
-    if not target.exists():  # content-addressed: an existing file is this photo already
-        with atomic_path(target) as tmp:
-            shutil.copyfile(src, tmp)
+    """Copy ``photo`` to ``store_dir/photos/<sha256>.<ext>``; return that path relative to store_dir.
+
+    The content is checked, hashed and copied from one open file, so what is stored
+    is what was checked even if the name is replaced meanwhile.
+    """
+    src = _existing(photo)
+    with open(src, "rb") as f:
+        rel = _key(f, src)
+        target = Path(store_dir) / rel
+        if not target.exists():  # content-addressed: an existing file is this photo already
+            f.seek(0)
+            with atomic_path(target) as tmp, open(tmp, "wb") as out:
+                shutil.copyfileobj(f, out, 1 << 20)
     return rel
 
 
@@ -133,6 +206,9 @@ def set_alert(store: AlertStore, alert_id: str, *, status: str | None = None, by
         raise InputError("who set the verdict is required", hint="pass --by NAME")
     current = store.alert(alert_id)  # raises AlertNotFoundError before copying anything
     check_transition(alert_id, current["status"], status or current["status"])
+    photos = list(photos)
+    for p in photos:  # every photo checked before any is copied
+        check_photo(p)
     stored = [store_photo(store.store_dir, p) for p in photos]
     with store.transaction(by=by, command=f"alerts set {alert_id}") as tx:
         apply_verdict(tx, alert_id, status=status or current["status"], by=by, note=note,

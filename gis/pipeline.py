@@ -21,6 +21,7 @@ from pyproj import CRS
 
 from gis import layers
 from gis.atomic import atomic_path
+from gis.excel import Sheet, write_workbook
 from gis.figures import district_figures, project_figures
 from gis.overlay import PIECE_COLUMNS, overlay_parcels
 from gis.schema import FIGURE_HEADERS_ZH, LIST_LABELS_ZH
@@ -54,13 +55,20 @@ def load_layers(
     inventory: Source | None = None,
     source_crs: Any = None,
     working_crs: Any = None,
+    min_redline_m2: float = layers.MIN_REDLINE_M2,
+    id_from_layer: bool = False,
 ) -> dict[str, gpd.GeoDataFrame | None]:
-    """Read and validate the layers into one working CRS (red lines' first)."""
+    """Read and validate the layers into one working CRS (red lines' first).
+
+    ``min_redline_m2`` and ``id_from_layer`` are for the red lines (see
+    :func:`gis.layers.inspect_layer`).
+    """
     crs = layers.common_working_crs([redlines, parcels, inventory], source_crs=source_crs,
                                     working_crs=working_crs)
     kw = {"source_crs": source_crs, "working_crs": crs}
     out = {
-        "redlines": layers.read_redlines(redlines, **kw),
+        "redlines": layers.read_redlines(redlines, **kw, min_redline_m2=min_redline_m2,
+                                         id_from_layer=id_from_layer),
         "parcels": layers.read_parcels(parcels, **kw),
         "previous": None if previous is None else layers.read_statuses(previous),
         "inventory": None if inventory is None else layers.read_inventory(inventory, **kw),
@@ -78,11 +86,14 @@ def clearance(
     source_crs: Any = None,
     working_crs: Any = None,
     threads: int | None = None,
+    min_redline_m2: float = layers.MIN_REDLINE_M2,
+    id_from_layer: bool = False,
 ) -> Clearance:
     """Read, overlay and count. Sources may be paths or GeoDataFrames."""
     as_of = as_of or dt.date.today()
     lyr = load_layers(redlines, parcels, previous=previous, inventory=inventory,
-                      source_crs=source_crs, working_crs=working_crs)
+                      source_crs=source_crs, working_crs=working_crs,
+                      min_redline_m2=min_redline_m2, id_from_layer=id_from_layer)
     red, par = lyr["redlines"], lyr["parcels"]
     pieces = overlay_parcels(par, red, threads=threads)
     projects = project_figures(pieces, par, red, previous=lyr["previous"], as_of=as_of)
@@ -150,36 +161,14 @@ def _for_file(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_figures_xlsx(c: Clearance, out: str | os.PathLike) -> Path:
-    """The figure tables with Chinese headers, rates as percentages, mu to 2 decimals."""
-    from openpyxl.styles import Alignment, Font, PatternFill
-
+    """The figure tables with Chinese headers, through the one safe writer of :mod:`gis.excel`."""
     proj = project_table(c).copy()
     dist = district_table(c).copy()
-    dist["list"] = dist["list"].map(LIST_LABELS_ZH)
+    dist["list"] = dist["list"].map(LIST_LABELS_ZH).fillna(dist["list"])
     for df in (proj, dist):
-        for col in ("overdue", "progressed"):
-            if col in df:
-                df[col] = df[col].map(lambda v: "" if v is pd.NA or v is None else ("是" if v else "否"))
         if "deadline" in df:
             df["deadline"] = pd.to_datetime(df["deadline"]).dt.date
-    out = Path(out)
-    with atomic_path(out) as tmp:
-        with pd.ExcelWriter(tmp, engine="openpyxl") as xl:
-            for name, df in (("项目进度", proj), ("区县排名", dist)):
-                df.rename(columns=FIGURE_HEADERS_ZH).to_excel(xl, sheet_name=name, index=False)
-                ws = xl.sheets[name]
-                for j, col in enumerate(df.columns, start=1):
-                    ws.cell(1, j).font = Font(bold=True)
-                    ws.cell(1, j).fill = PatternFill("solid", fgColor="DDEBF7")
-                    ws.cell(1, j).alignment = Alignment(wrap_text=True, vertical="center")
-                    ws.column_dimensions[ws.cell(1, j).column_letter].width = 14
-                    fmt = ("0.00%" if col.endswith("rate") or col == "progress_ratio"
-                           else "0.00" if col.endswith("_mu") or col.endswith("_left") else None)
-                    if fmt:
-                        for row in range(2, len(df) + 2):
-                            ws.cell(row, j).number_format = fmt
-                ws.freeze_panes = "B2"
-            meta = pd.DataFrame({"项目": ["统计日期", "坐标系"],
-                                 "值": [c.as_of.isoformat(), c.crs.to_string()]})
-            meta.to_excel(xl, sheet_name="说明", index=False)
-    return out
+    meta = pd.DataFrame({"item": ["统计日期", "坐标系"], "value": [c.as_of.isoformat(), c.crs.to_string()]})
+    return write_workbook(out, [Sheet("项目进度", proj, FIGURE_HEADERS_ZH),
+                                Sheet("区县排名", dist, FIGURE_HEADERS_ZH),
+                                Sheet("说明", meta, {"item": "项目", "value": "值"})])

@@ -101,13 +101,45 @@ class LayerSchema:
         return tuple(c.name for c in self.columns if c.required)
 
     def aliases(self) -> dict[str, str]:
-        """Every accepted header (lower-cased English, Chinese) -> column name."""
+        """Every accepted header (lower-cased English, Chinese) -> column name.
+
+        Includes each header cut to the 10 bytes a Shapefile (DBF) keeps, in
+        GBK and in UTF-8 (``特殊青苗户数`` -> ``特殊青苗户`` / ``特殊青``;
+        ``special_crops`` -> ``special_cr``), unless the cut stands for two
+        columns.
+        """
         out: dict[str, str] = {}
         for c in self.columns:
-            # name[:10]: Shapefiles truncate field names (special_crops -> special_cr)
-            for alias in (c.name, c.zh, *c.aliases, c.name[:10]):
+            for alias in (c.name, c.zh, *c.aliases):
                 out[alias.strip().lower()] = c.name
+        cuts: dict[str, set[str]] = {}
+        for c in self.columns:
+            for alias in (c.name, c.zh, *c.aliases):
+                for cut in shapefile_truncations(alias):
+                    cuts.setdefault(cut, set()).add(c.name)
+        for cut, names in cuts.items():
+            if len(names) == 1 and cut not in out:
+                out[cut] = names.pop()
         return out
+
+
+#: A DBF field name holds at most this many bytes; longer headers are cut.
+DBF_NAME_BYTES = 10
+
+
+def shapefile_truncations(header: str) -> set[str]:
+    """``header`` as a Shapefile stores it when longer than 10 bytes, in GBK and UTF-8.
+
+    A cut through a multi-byte character drops that character's bytes.
+    """
+    out = set()
+    for enc in ("gbk", "utf-8"):
+        raw = header.encode(enc, errors="ignore")
+        if len(raw) > DBF_NAME_BYTES:
+            cut = raw[:DBF_NAME_BYTES].decode(enc, errors="ignore").strip().lower()
+            if cut:
+                out.add(cut)
+    return out
 
 
 REDLINES = LayerSchema(

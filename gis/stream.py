@@ -119,6 +119,8 @@ def stream_clearance(
     working_crs: Any = None,
     batch_size: int = DEFAULT_BATCH,
     layer: str | None = None,
+    min_redline_m2: float = layers.MIN_REDLINE_M2,
+    id_from_layer: bool = False,
 ) -> Clearance:
     """Overlay and figures batch by batch; optionally write them like ``gis overlay``.
 
@@ -128,7 +130,8 @@ def stream_clearance(
     """
     as_of = as_of or dt.date.today()
     crs = layers.common_working_crs([redlines, parcels_path], source_crs=source_crs, working_crs=working_crs)
-    red = layers.read_redlines(redlines, source_crs=source_crs, working_crs=crs)
+    red = layers.read_redlines(redlines, source_crs=source_crs, working_crs=crs,
+                               min_redline_m2=min_redline_m2, id_from_layer=id_from_layer)
 
     attrs, piece_tables, inside, parcel_area, reports = [], [], [], [], []
     offset = 0
@@ -151,6 +154,9 @@ def stream_clearance(
             offset += len(gdf)
             log.info("%s: %d parcels done", parcels_path, offset)
 
+        if not attrs:
+            raise errors.EmptyLayerError("the parcels layer (宗地) has no features", path=parcels_path, layer=layer,
+                                         hint="check that this is the right file (and --layer)")
         parcels = pd.concat(attrs, ignore_index=True)
         dup = parcels["parcel_id"][parcels["parcel_id"].duplicated(keep=False)]
         if len(dup):

@@ -28,8 +28,8 @@ import pandas as pd
 
 from gis.alerts import freeze_baseline, overlap_pairs, project_freeze_dates, update_alerts
 from gis.chips import write_chips
-from gis.errors import GisError
-from gis.store import now_iso, open_store
+from gis.errors import CoverageError, GisError, OutputWriteError, WorkspaceError
+from gis.store import now_iso
 from gis.workspace import Epoch, Workspace, load_workspace
 
 log = logging.getLogger(__name__)
@@ -142,7 +142,7 @@ def run_weekly(workspace: Workspace | str | os.PathLike, epoch: dt.date | str | 
     today = today or dt.date.today()
     cur = ws.epoch(epoch)
     prev = ws.previous_epoch(cur)
-    store = open_store(ws.store, crs=ws.working_crs)
+    store = ws.open_store()
     started = now_iso()
     run_id = f"{started}-{uuid.uuid4().hex[:8]}"
     step = iter(range(1, len(STEPS) + 1))
@@ -150,7 +150,9 @@ def run_weekly(workspace: Workspace | str | os.PathLike, epoch: dt.date | str | 
         report("figures", next(step), len(STEPS))
         from gis.pipeline import clearance  # heavy: read layers, overlay, figures
         clear = clearance(ws.redlines, ws.parcels, previous=ws.previous_parcels, inventory=ws.inventory,
-                          as_of=today, working_crs=ws.working_crs)
+                          as_of=today, working_crs=ws.working_crs, min_redline_m2=ws.min_redline_m2,
+                          id_from_layer=ws.id_from_layer)
+        check_coverage(ws, clear.redlines, [e for e in (cur, prev) if e is not None])
         report("detect", next(step), len(STEPS))
         if prev is None:
             changes = _empty_changes(ws.working_crs)
@@ -168,7 +170,12 @@ def run_weekly(workspace: Workspace | str | os.PathLike, epoch: dt.date | str | 
                                overlap_ratio=th["overlap_ratio"], growth=th["growth"],
                                min_area_m2=th["min_area_m2"], run_date=today, now=started, by=by)
             report("chips", next(step), len(STEPS))
-            alerts = _with_chips(up.alerts, ws, store.store_dir, cur, prev)
+            try:
+                alerts = _with_chips(up.alerts, ws, store.store_dir, cur, prev)
+            except OutputWriteError as exc:  # the transaction is not committed
+                raise OutputWriteError(f"{exc.message}; nothing was committed, the store is unchanged",
+                                       path=exc.path, hint="free disk space or make the store's folder "
+                                                           "writable, then run `gis weekly` again") from exc
             tx.alerts = alerts
             tx.add_events([{**e, "by": by} for e in up.events])
             report("commit", next(step), len(STEPS))
@@ -186,8 +193,43 @@ def run_weekly(workspace: Workspace | str | os.PathLike, epoch: dt.date | str | 
                       "host": socket.gethostname(), "pid": os.getpid()}
     report("maps", next(step), len(STEPS))
     if maps:
-        summary.outputs = _write_products(ws, clear, store, cur, prev, today, out_dir)
+        try:
+            summary.outputs = _write_products(ws, clear, store, cur, prev, today, out_dir)
+        except OSError as exc:  # a full disk, a folder that cannot be written
+            err = OutputWriteError(
+                f"run {run_id} on the epoch {cur.date} was committed to the store, but its map and "
+                f"bulletin could not be written ({exc.strerror or exc})",
+                path=exc.filename or out_dir or ws.out,
+                hint="free disk space or make the folder writable, then run `gis weekly` again "
+                     "(the same inputs change nothing in the alerts) to write them")
+            err.summary = summary  # what was committed, for a library caller
+            raise err from exc
     return summary
+
+
+def check_coverage(ws: Workspace, redlines: gpd.GeoDataFrame, epochs: list[Epoch]) -> None:
+    """Refuse an epoch whose orthophoto has image data on less than
+    ``thresholds.min_coverage`` of the red lines' area (see :mod:`gis.coverage`):
+    detection reports nothing where there is no data, and an all-nodata image would
+    read as a week without changes."""
+    from gis.coverage import valid_share
+
+    minimum = ws.thresholds["min_coverage"]
+    if minimum > 1:
+        raise WorkspaceError(f"thresholds.min_coverage = {minimum} is more than 1", path=ws.toml,
+                             hint="give a share of the red lines' area between 0 and 1, e.g. 0.5")
+    if minimum <= 0 or redlines.empty:
+        return
+    for e in epochs:
+        share = valid_share(e.ortho, redlines.geometry.values, redlines.crs)
+        log.info("orthophoto of %s: image data on %.1f %% of the red lines", e.date, 100 * share)
+        if share < minimum:
+            raise CoverageError(
+                f"the orthophoto of {e.date} has image data on {100 * share:.1f} % of the red lines' area, "
+                f"less than the {100 * minimum:.0f} % a weekly run needs: no changes would be found on ground "
+                "it does not show. Nothing was run or committed", path=e.ortho,
+                hint="give the complete orthophoto of that date in gis.toml (or fix its nodata value or "
+                     "mask); to accept a partial flight, lower thresholds.min_coverage in gis.toml")
 
 
 def _with_chips(alerts: gpd.GeoDataFrame, ws: Workspace, store_dir: Path, cur: Epoch,

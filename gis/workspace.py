@@ -25,6 +25,10 @@ from gis.atomic import write_text_atomic
 from gis.errors import WorkspaceError
 
 TOML_NAME = "gis.toml"
+#: Where a workspace records its store's commits, so a vanished store is noticed.
+STATE_NAME = ".gis/state.json"
+#: Committed stores kept in backups/ beside the store (gis.toml: store_backups).
+DEFAULT_STORE_BACKUPS = 4
 
 #: Defaults for [thresholds]; the comments in the written file explain each.
 DEFAULT_THRESHOLDS: dict[str, float] = {
@@ -33,6 +37,7 @@ DEFAULT_THRESHOLDS: dict[str, float] = {
     "min_area_m2": 20.0,
     "waiting_days": 3,
     "chip_margin_m": 30.0,
+    "min_coverage": 0.5,
 }
 
 
@@ -59,6 +64,10 @@ class Workspace:
     lang: str = "zh"
     freeze_dates: dict[str, dt.date] = field(default_factory=dict)
     out: Path | None = None
+    store_backups: int = DEFAULT_STORE_BACKUPS
+    #: [layers] min_redline_m2 / id_from_layer: how red lines are read (see gis.layers).
+    min_redline_m2: float = 1.0
+    id_from_layer: bool = False
 
     @property
     def toml(self) -> Path:
@@ -67,6 +76,18 @@ class Workspace:
     @property
     def store_dir(self) -> Path:
         return self.store.parent
+
+    @property
+    def state_path(self) -> Path:
+        """The workspace's record of its store's commits (see gis.store)."""
+        return self.root / STATE_NAME
+
+    def open_store(self, crs: Any = None):
+        """The workspace's alert store, with its record and backups (gis.store.GeoPackageStore)."""
+        from gis.store import open_store  # heavy (geopandas): only commands that need it
+
+        return open_store(self.store, crs=crs or self.working_crs, record=self.state_path,
+                          backups=self.store_backups)
 
     def epoch(self, date: dt.date | str | None = None) -> Epoch:
         """The epoch of ``date`` (ISO string or date), or the latest one."""
@@ -148,6 +169,8 @@ def init_workspace(
         f"lang = {_q(lang)}",
         "# Alert store (GeoPackage). Chips and field photos live in its folder.",
         f"store = {_q(store)}",
+        "# Copies of the last committed stores kept in backups/ beside it (`gis store restore`).",
+        f"store_backups = {DEFAULT_STORE_BACKUPS}",
         "# Folder for maps, bulletins and figure tables written by `gis weekly`.",
         f"out = {_q(out)}",
         "",
@@ -195,6 +218,8 @@ def init_workspace(
         f"waiting_days = {th['waiting_days']}",
         "# Imagery margin around an alert in its before/after chips (m).",
         f"chip_margin_m = {th['chip_margin_m']}",
+        "# A weekly run refuses an epoch whose imagery has data on less than this share of the red lines.",
+        f"min_coverage = {th['min_coverage']}",
         "",
     ]
     write_text_atomic(target, "\n".join(lines))
@@ -232,6 +257,14 @@ def load_workspace(directory: str | os.PathLike) -> Workspace:
     parcels = path_of(layers.get("parcels"), "layers.parcels", True)
     previous = path_of(layers.get("previous_parcels"), "layers.previous_parcels", False)
     inventory = path_of(layers.get("inventory"), "layers.inventory", False)
+    min_redline_m2 = layers.get("min_redline_m2", 1.0)
+    if isinstance(min_redline_m2, bool) or not isinstance(min_redline_m2, (int, float)) or min_redline_m2 < 0:
+        raise WorkspaceError(f"layers.min_redline_m2 = {min_redline_m2!r} is not understood", path=toml_path,
+                             hint="give the smallest red-line area in square metres, e.g. 1")
+    id_from_layer = layers.get("id_from_layer", False)
+    if not isinstance(id_from_layer, bool):
+        raise WorkspaceError(f"layers.id_from_layer = {id_from_layer!r} is not understood", path=toml_path,
+                             hint="write true or false")
 
     epochs = []
     for i, e in enumerate(cfg.get("epochs", [])):
@@ -263,6 +296,10 @@ def load_workspace(directory: str | os.PathLike) -> Workspace:
     if lang not in ("zh", "en"):
         raise WorkspaceError(f"lang = {lang!r}", path=toml_path, hint='use "zh" or "en"')
     store = root / str(cfg.get("store", "store.gpkg"))
+    backups = cfg.get("store_backups", DEFAULT_STORE_BACKUPS)
+    if isinstance(backups, bool) or not isinstance(backups, int) or backups < 0:
+        raise WorkspaceError(f"store_backups = {backups!r} is not understood", path=toml_path,
+                             hint="use a whole number of backups to keep (0: none)")
     return Workspace(
         root=root.resolve(),
         redlines=redlines,
@@ -276,4 +313,7 @@ def load_workspace(directory: str | os.PathLike) -> Workspace:
         lang=lang,
         freeze_dates=freeze,
         out=(root / str(cfg.get("out", "out"))).resolve(),
+        store_backups=backups,
+        min_redline_m2=float(min_redline_m2),
+        id_from_layer=id_from_layer,
     )

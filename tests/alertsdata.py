@@ -96,3 +96,13 @@ class FakeDetect:
         self.calls.append((b, a, kw.get("within") is not None))
         out = self.by_epoch.get((b, a), self.by_epoch.get(a) if kw.get("within") is None else None)
         return changes() if out is None else out.copy()
+
+
+def write_photo(path: Path, fmt: str = "JPEG", *, seed: int = 0) -> Path:
+    """A real, tiny field photo (JPEG, PNG or WebP as Pillow writes it); ``seed`` varies the content."""
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(seed).integers(0, 255, (8, 8, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path, format=fmt)
+    return path

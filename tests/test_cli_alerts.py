@@ -60,7 +60,7 @@ def test_weekly_list_show_set(ws, tmp_path):
     assert listed[0]["alert_id"] in table and "3 alerts" in table
     aid = hi[0]["alert_id"]
     photo = tmp_path / "p.jpg"
-    photo.write_bytes(b"jpg")
+    photo.write_bytes(b"\xff\xd8\xff\xe0jpg")
     gis("alerts", "set", aid, "--workspace", ws, "--status", "dispatched", "--by", "调度")
     res = gis("alerts", "set", aid, "--workspace", ws, "--status", "illegal", "--by", "张三",
               "--note", "新建", "--photo", photo)

@@ -71,5 +71,5 @@ def test_dxf_without_crs_is_a_named_error(tmp_path):
     doc.saveas(path)
     res = CliRunner().invoke(main, ["check", str(path)])
     assert res.exit_code == 2 and "--crs" in res.output
-    res = CliRunner().invoke(main, ["check", str(path), "--crs", "EPSG:4547"])
+    res = CliRunner().invoke(main, ["check", str(path), "--crs", "EPSG:4547", "--id-from-layer"])
     assert res.exit_code == 0, res.output

@@ -8,7 +8,7 @@ import sqlite3
 import pyogrio
 import pytest
 
-from alertsdata import DATES, FakeDetect, changes, make_workspace, spot_in, spot_outside
+from alertsdata import DATES, FakeDetect, changes, make_workspace, spot_in, spot_outside, write_photo
 from gis.errors import ConflictError, InputError, InvalidTransitionError
 from gis.fieldexchange import export_district, import_field
 from gis.lifecycle import set_alert
@@ -58,8 +58,7 @@ def test_export_writes_a_qgis_friendly_geopackage(store, tmp_path):
 def test_round_trip_of_verdicts_notes_and_photos(store, tmp_path):
     out = tmp_path / "patrol.gpkg"
     ids = export_district(store, "高新区", out).alert_ids
-    (tmp_path / "DCIM").mkdir()
-    (tmp_path / "DCIM" / "IMG_1.jpg").write_bytes(b"photo one")
+    one = write_photo(tmp_path / "DCIM" / "IMG_1.jpg").read_bytes()
     edit(out, ids[0], status="illegal", note="两层砖房在建", photo="DCIM/IMG_1.jpg", updated_by="王五")
     edit(out, ids[1], status="false_alarm", note="大棚已拆")
     res = import_field(store, out, by="巡查二队")
@@ -68,11 +67,11 @@ def test_round_trip_of_verdicts_notes_and_photos(store, tmp_path):
     assert (a.loc[ids[0], "status"], a.loc[ids[0], "verdict"], a.loc[ids[0], "updated_by"]) == ("illegal", "illegal", "王五")
     assert a.loc[ids[1], "updated_by"] == "巡查二队" and a.loc[ids[1], "note"] == "大棚已拆"
     (tmp_path / "DCIM" / "IMG_1.jpg").unlink()
-    assert (store.store_dir / a.loc[ids[0], "photos"]).read_bytes() == b"photo one"
+    assert (store.store_dir / a.loc[ids[0], "photos"]).read_bytes() == one
     ev = store.events()
     assert ((ev["alert_id"] == ids[0]) & (ev["action"] == "photo") & (ev["old"] == "IMG_1.jpg")).any()
     # importing the same file again changes nothing and is no conflict
-    (tmp_path / "DCIM" / "IMG_1.jpg").write_bytes(b"photo one")
+    (tmp_path / "DCIM" / "IMG_1.jpg").write_bytes(one)
     n = len(store.events())
     again = import_field(store, out)
     assert again.applied == [] and again.conflicts == [] and len(store.events()) == n

@@ -192,6 +192,7 @@ def _write_dxf(path, labelled=True, closed=True, layer="东区"):
     msp.add_lwpolyline([(200, 0), (260, 0), (260, 60), (200, 60)], close=True, dxfattribs={"layer": layer})
     if labelled:
         msp.add_text("P01 金沙大道", dxfattribs={"layer": layer}).set_placement((10, 10))
+        msp.add_text("P02", dxfattribs={"layer": layer}).set_placement((210, 10))
     doc.saveas(path)
     return path
 

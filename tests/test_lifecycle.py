@@ -40,7 +40,7 @@ def test_transition_table():
 def test_set_records_verdict_note_photo_and_audit(store, tmp_path):
     aid = store.alerts()["alert_id"][0]
     photo = tmp_path / "IMG_0001.JPG"
-    photo.write_bytes(b"\xff\xd8 a field photo")
+    photo.write_bytes(b"\xff\xd8\xff\xe0 a field photo")
     set_alert(store, aid, status="dispatched", by="调度员")
     a = set_alert(store, aid, status="illegal", by="张三", note="新建砖房两层", photos=[photo])
     photo.unlink()  # the original can go: the store has its own copy
@@ -48,7 +48,7 @@ def test_set_records_verdict_note_photo_and_audit(store, tmp_path):
     assert a["updated_by"] == "张三" and a["rev"] == 2 and a["verdict_area_m2"] == pytest.approx(400)
     rel = a["photos"]
     assert rel.startswith("photos/") and rel.endswith(".jpg")
-    assert (store.store_dir / rel).read_bytes() == b"\xff\xd8 a field photo"
+    assert (store.store_dir / rel).read_bytes() == b"\xff\xd8\xff\xe0 a field photo"
     ev = store.events()
     mine = ev[ev["alert_id"] == aid]
     assert {"status", "verdict", "note", "photos"} <= set(mine["field"])
@@ -60,7 +60,7 @@ def test_set_records_verdict_note_photo_and_audit(store, tmp_path):
 def test_same_photo_twice_is_stored_once_and_invalid_sets_change_nothing(store, tmp_path):
     aid = store.alerts()["alert_id"][0]
     p = tmp_path / "a.jpg"
-    p.write_bytes(b"same")
+    p.write_bytes(b"\x89PNG\r\n\x1a\n same")
     set_alert(store, aid, status="new", by="x", photos=[p])
     n_events = len(store.events())
     set_alert(store, aid, status="new", by="x", photos=[p])

@@ -83,7 +83,7 @@ def test_verdicts_notes_photos_survive_later_runs_and_growth_is_flagged(ws, tmp_
     a = store.alerts().set_index("project_id")
     house, crops = a.loc["P01", "alert_id"], a.loc["P05", "alert_id"]
     photo = tmp_path / "p.jpg"
-    photo.write_bytes(b"evidence")
+    photo.write_bytes(b"\xff\xd8\xff\xe0evidence")
     set_alert(store, house, status="dispatched", by="调度")
     set_alert(store, house, status="illegal", by="巡查一队", note="在建", photos=[photo])
     set_alert(store, crops, status="false_alarm", by="内业", note="季节性作物")

@@ -2,19 +2,24 @@
 
 Each command parses its options, calls the library and turns errors into
 messages. Errors derived from :class:`gis.errors.GisError` become one line on
-stderr and the error's exit code (2 for bad input); nothing else is caught,
-so a real bug still shows its traceback.
+stderr and the error's exit code (2 for bad input); so do usage errors (exit
+2, with the ``--help`` hint on the same line) and a full disk (exit 1).
+Nothing else is caught, so a real bug still shows its traceback.
 """
 
 from __future__ import annotations
 
+import errno
 import importlib
 import logging
+import os
+import sqlite3
+from collections.abc import Iterator
 
 import click
 
 from gis import __version__
-from gis.errors import GisError
+from gis.errors import DiskFullError, GisError
 
 
 #: command name -> "module:function". Modules load only when their command
@@ -30,6 +35,7 @@ COMMANDS = {
     "model": "gis.cli.model:model",
     "overlay": "gis.cli.overlay:overlay",
     "report": "gis.cli.report:report",
+    "store": "gis.cli.store:store",
     "weekly": "gis.cli.weekly:weekly",
 }
 
@@ -45,12 +51,76 @@ class GisGroup(click.Group):
         module, attr = target.split(":")
         return getattr(importlib.import_module(module), attr)
 
+    def make_context(self, info_name, args, parent=None, **extra) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as exc:
+            raise _one_line(exc) from None
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:
+            raise _one_line(exc) from None
         except GisError as exc:
-            click.echo(f"error: {exc}", err=True)
-            ctx.exit(exc.exit_code)
+            _fail(ctx, exc)
+        except Exception as exc:
+            full = _disk_full(exc)
+            if full is None:
+                raise
+            _fail(ctx, full)
+
+
+class OneLineUsageError(click.UsageError):
+    """A usage error shown as one line on stderr: the message and where help is."""
+
+    def show(self, file=None) -> None:
+        where = self.ctx.command_path if self.ctx is not None else "gis"
+        message = " ".join(self.format_message().split()).rstrip(".")
+        click.echo(f"error: {message} (see '{where} --help')", file=file, err=True)
+
+
+def _one_line(exc: click.UsageError) -> click.UsageError:
+    """The same usage error, shown in one line (help asked by calling with no args stays help)."""
+    if isinstance(exc, (OneLineUsageError, click.exceptions.NoArgsIsHelpError)):
+        return exc
+    return OneLineUsageError(exc.format_message(), ctx=exc.ctx)
+
+
+def _fail(ctx: click.Context, exc: GisError) -> None:
+    """One line on stderr (a library's multi-line text folded in) and the error's exit code."""
+    click.echo("error: " + " ".join(str(exc).splitlines()), err=True)
+    ctx.exit(exc.exit_code)
+
+
+#: errno values of a full disk or an exhausted quota.
+_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def _disk_full(exc: BaseException) -> DiskFullError | None:
+    """A :class:`DiskFullError` when ``exc`` (or what caused it) is a full disk, else None.
+
+    Python and SQLite say so by code; GDAL (pyogrio, rasterio) passes on the
+    C library's text for ENOSPC, so that text is the one sign it gives.
+    """
+    for e in _chain(exc):
+        full = (isinstance(e, OSError) and e.errno in _FULL) \
+            or getattr(e, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL \
+            or os.strerror(errno.ENOSPC) in str(e)
+        if full:
+            name = getattr(e, "filename", None) or getattr(exc, "filename", None)
+            return DiskFullError("disk full while writing" + ("" if name else " the output"),
+                                 path=name, hint="free space and run again")
+    return None
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and the exceptions it was raised from or during, once each."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
 
 
 @click.group(cls=GisGroup, context_settings={"help_option_names": ["-h", "--help"]})

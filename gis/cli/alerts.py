@@ -12,11 +12,12 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from gis.cli.options import force_option
 from gis.cli.weekly import workspace_option
 from gis.errors import InputError
 from gis.fieldexchange import export_district, import_field
 from gis.lifecycle import ALERT_STATUSES, set_alert
-from gis.store import open_store
+from gis.outputs import check_output, workspace_files
 from gis.workspace import load_workspace
 
 LIST_COLUMNS = ["alert_id", "kind", "status", "area_mu", "project_id", "parcel_id", "district",
@@ -25,7 +26,7 @@ LIST_COLUMNS = ["alert_id", "kind", "status", "area_mu", "project_id", "parcel_i
 
 def _store(workspace: Path):
     ws = load_workspace(workspace)
-    return open_store(ws.store, crs=ws.working_crs)
+    return ws.open_store()
 
 
 def _records(df: pd.DataFrame) -> list[dict]:
@@ -133,9 +134,13 @@ def set_command(alert_id, workspace, status, by, note, photos):
               help="GeoPackage to write (opens in QGIS and QField).")
 @click.option("--by", "by", default="export", show_default=True, help="Who dispatches.")
 @click.option("--no-dispatch", is_flag=True, help="Do not mark new alerts as dispatched.")
-def export(workspace, district, out, by, no_dispatch):
+@force_option
+def export(workspace, district, out, by, no_dispatch, force):
     """Export a district's alerts needing field work for patrol teams."""
-    res = export_district(_store(workspace), district, out, by=by, dispatch=not no_dispatch)
+    ws = load_workspace(workspace)
+    check_output(out, "gpkg", protected=workspace_files(ws), force=force)
+    res = export_district(ws.open_store(), district, out, by=by,
+                          dispatch=not no_dispatch)
     click.echo(f"wrote {len(res.alert_ids)} alerts to {res.path} ({len(res.dispatched)} newly dispatched)")
 
 

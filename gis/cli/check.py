@@ -9,8 +9,10 @@ from pathlib import Path
 import click
 
 from gis import layers
-from gis.cli.options import crs_option, working_crs_option
+from gis.atomic import write_text_atomic
+from gis.cli.options import crs_option, id_from_layer_option, min_redline_option, working_crs_option
 from gis.errors import InputError, LayerValidationError
+from gis.outputs import check_output
 
 
 @click.command()
@@ -20,9 +22,11 @@ from gis.errors import InputError, LayerValidationError
 @click.option("--layer", default=None, help="Layer name inside a multi-layer file.")
 @crs_option
 @working_crs_option
+@id_from_layer_option
+@min_redline_option
 @click.option("--json", "json_out", default=None, metavar="FILE",
               help="Also write the report as JSON ('-' for standard output).")
-def check(paths, kind, layer, source_crs, working_crs, json_out):
+def check(paths, kind, layer, source_crs, working_crs, id_from_layer, min_redline_m2, json_out):
     """Validate red-line, parcel and structure layers (项目红线 / 宗地 / 房屋摸底).
 
     Prints, for each layer: features, CRS, extent, header aliases used,
@@ -34,9 +38,11 @@ def check(paths, kind, layer, source_crs, working_crs, json_out):
       gis check layers/demo/redlines.gpkg layers/demo/parcels.gpkg
       gis check 红线.dxf --crs EPSG:4547
     """
+    if json_out and json_out != "-":
+        check_output(json_out, "json", protected={p: "one of the layers checked" for p in paths})
     raws = []
     for p in paths:
-        raw = layers.read_raw(p, layer=layer, source_crs=source_crs)
+        raw = layers.read_raw(p, layer=layer, source_crs=source_crs, id_from_layer=id_from_layer)
         k = kind or ("redlines" if p.suffix.lower() == ".dxf" else layers.guess_kind(raw))
         if k is None:
             raise InputError(
@@ -49,7 +55,8 @@ def check(paths, kind, layer, source_crs, working_crs, json_out):
 
     reports = []
     for p, k, raw in raws:
-        _, report = layers.inspect_layer(raw, k, layer=layer, working_crs=crs, path=p)
+        _, report = layers.inspect_layer(raw, k, layer=layer, working_crs=crs, path=p,
+                                         min_redline_m2=_or_default(min_redline_m2))
         reports.append(report)
         click.echo(_render(report))
 
@@ -59,7 +66,7 @@ def check(paths, kind, layer, source_crs, working_crs, json_out):
         if json_out == "-":
             click.echo(text)
         else:
-            Path(json_out).write_text(text, encoding="utf-8")
+            write_text_atomic(json_out, text)
     bad = [r for r in reports if not r.ok]
     if bad:
         click.echo(f"{len(bad)} of {len(reports)} layer(s) have problems.", err=True)
@@ -76,6 +83,7 @@ def _render(r: layers.LayerReport) -> str:
         lines.append("  extent: " + ", ".join(f"{v:.2f}" for v in r.bounds))
     if r.renamed:
         lines.append("  headers: " + ", ".join(f"{k} -> {v}" for k, v in r.renamed.items()))
+    lines += [f"  WARNING: {w}" for w in r.warnings]
     if r.repairs:
         lines.append(f"  repaired ({len(r.repairs)}):")
         lines += [f"    {x['id']}: {x['reason']} ({x['action']})" for x in r.repairs]
@@ -89,3 +97,7 @@ def _render(r: layers.LayerReport) -> str:
     else:
         lines.append("  OK")
     return "\n".join(lines)
+
+
+def _or_default(min_redline_m2: float | None) -> float:
+    return layers.MIN_REDLINE_M2 if min_redline_m2 is None else min_redline_m2

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from gis.demo import DEMO_SEED, make_demo_county
+from gis.errors import ProtectedOutputError
 
 #: The project whose battle map (作战图) the demo draws: the industrial park.
 BATTLE_MAP_PROJECT = "P03"
@@ -22,7 +23,9 @@ BATTLE_MAP_PROJECT = "P03"
               help="Folder for maps, figures and the bulletin.")
 @click.option("--seed", default=DEMO_SEED, show_default=True, help="Seed of the synthetic county.")
 @click.option("--workers", default=2, show_default=True, help="Processes for change detection.")
-def demo(out, maps_dir, seed, workers):
+@click.option("--force", is_flag=True, help="Build the demo even in a folder holding another workspace "
+              "(its layers, imagery and gis.toml are replaced).")
+def demo(out, maps_dir, seed, workers, force):
     """Build the demo county and run the weekly cycle on it, end to end.
 
     \b
@@ -37,14 +40,15 @@ def demo(out, maps_dir, seed, workers):
     from gis.demo_imagery import run_demo_cycle, write_demo_epochs
     from gis.maps import write_clearance_map, write_static_map
     from gis.pipeline import clearance, write_clearance
-    from gis.store import open_store
     from gis.weekly import format_summary
     from gis.workspace import load_workspace
 
+    if not force:
+        _refuse_other_workspace(out)
     console = Console(stderr=True)
     maps_dir.mkdir(parents=True, exist_ok=True)
     with Progress(TextColumn("{task.description:<28}"), BarColumn(), TimeElapsedColumn(),
-                  console=console, transient=True) as bar:
+                  console=console, transient=True, disable=not console.is_terminal) as bar:
         task = bar.add_task("demo county layers", total=None)
         county = make_demo_county(out, seed=seed)
         bar.update(task, description="rendering survey imagery")
@@ -57,7 +61,7 @@ def demo(out, maps_dir, seed, workers):
 
         bar.update(task, description="figures, battle map, PNG", total=None)
         ws = load_workspace(out)
-        store = open_store(ws.store, crs=ws.working_crs)
+        store = ws.open_store()
         alerts = store.alerts()
         c = clearance(ws.redlines, ws.parcels, previous=ws.previous_parcels, inventory=ws.inventory,
                       as_of=county.as_of, working_crs=ws.working_crs)
@@ -82,3 +86,21 @@ def demo(out, maps_dir, seed, workers):
                  "bulletin.xlsx", "figures.gpkg", "figures.xlsx"):
         if (maps_dir / name).exists():
             click.echo(f"  {maps_dir / name}")
+
+
+def _refuse_other_workspace(out: Path) -> None:
+    """The demo writes its layers, imagery and gis.toml into OUT: never over another workspace's."""
+    from gis.workspace import TOML_NAME, tomllib  # tomli on Python 3.10
+
+    toml = out / TOML_NAME
+    if not toml.is_file():
+        return
+    try:
+        red = tomllib.loads(toml.read_text(encoding="utf-8")).get("layers", {}).get("redlines")
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, AttributeError):
+        red = None
+    if red != "redlines.gpkg":  # what the demo writes
+        raise ProtectedOutputError(
+            "the folder holds a workspace that is not the demo's; the demo would replace its layers, "
+            "imagery and gis.toml", path=out,
+            hint="give the demo another --out folder, or pass --force to replace that workspace")

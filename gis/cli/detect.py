@@ -10,6 +10,8 @@ from pathlib import Path
 import click
 
 from gis.atomic import atomic_path
+from gis.cli.options import force_option
+from gis.outputs import check_distinct, check_output, inputs
 
 
 def _bands(value: str | None):
@@ -73,8 +75,9 @@ def _collector_spared():
 @click.option("--register/--no-register", default=True, show_default=True,
               help="Measure how far the before image is offset from the after image and correct it.")
 @click.option("--progress/--no-progress", default=True, help="Progress bar on stderr.")
+@force_option
 def detect(before, after, dsm_before, dsm_after, within, parcels, inventory, model, mask_out, min_area,
-           buffer, workers, bands_before, bands_after, out, register, progress):
+           buffer, workers, bands_before, bands_after, out, register, progress, force):
     """Detect new structures, new crops and demolitions between two orthophotos.
 
     \b
@@ -82,6 +85,12 @@ def detect(before, after, dsm_before, dsm_after, within, parcels, inventory, mod
       gis detect --before ortho_2026-10-01.tif --after ortho_2026-11-01.tif \\
           --within redlines.gpkg --inventory structures.gpkg --out changes.gpkg
     """
+    own = inputs(before=before, after=after, dsm_before=dsm_before, dsm_after=dsm_after, within=within,
+                 parcels=parcels, inventory=inventory, model=model)
+    check_distinct(out=out, mask_out=mask_out)
+    check_output(out, "gpkg", protected=own, force=force)
+    if mask_out is not None:
+        check_output(mask_out, "tif", protected=own, force=force)
     with _collector_spared():
         from gis.detect import detect_changes
 

@@ -7,21 +7,20 @@ from pathlib import Path
 
 import click
 
-from gis.cli.options import lang_option
+from gis.cli.options import force_option, lang_option
 
 
-def load_for_maps(workspace: Path, as_of: dt.date | None = None):
-    """Clearance figures, alerts, store folder and latest epoch of a workspace."""
+def load_for_maps(ws, as_of: dt.date | None = None):
+    """Clearance figures, alerts, store folder and latest epoch of a loaded workspace."""
     from gis.pipeline import clearance
-    from gis.store import open_store
-    from gis.workspace import load_workspace
 
-    ws = load_workspace(workspace)
     epoch = max(ws.epochs, key=lambda e: e.date) if ws.epochs else None
     day = as_of or (epoch.date if epoch else dt.date.today())
     c = clearance(ws.redlines, ws.parcels, previous=ws.previous_parcels, inventory=ws.inventory,
-                  as_of=day, working_crs=ws.working_crs or None)
-    alerts = open_store(ws.store, crs=c.crs).alerts() if ws.store.exists() else None
+                  as_of=day, working_crs=ws.working_crs or None, min_redline_m2=ws.min_redline_m2,
+                  id_from_layer=ws.id_from_layer)
+    store = ws.open_store(crs=c.crs)
+    alerts = store.alerts() if store.present() else None
     return ws, c, alerts, epoch, day
 
 
@@ -36,7 +35,8 @@ def load_for_maps(workspace: Path, as_of: dt.date | None = None):
 @click.option("--as-of", type=click.DateTime(["%Y-%m-%d"]), default=None,
               help="Date of the figures (default: the latest imagery date).")
 @lang_option
-def map_command(workspace, out, png, project, no_ortho, as_of, lang):
+@force_option
+def map_command(workspace, out, png, project, no_ortho, as_of, lang, force):
     """Clearance-status map: parcels by status, red lines, alerts, orthophoto.
 
     The HTML is self-contained and works offline (no CDN, no web fonts).
@@ -48,10 +48,17 @@ def map_command(workspace, out, png, project, no_ortho, as_of, lang):
       gis map --workspace work --png maps/clearance.png --lang en
     """
     from gis.maps import write_clearance_map, write_static_map
+    from gis.outputs import check_distinct, check_output, workspace_files
+    from gis.workspace import load_workspace
 
     if out is None and png is None:
         raise click.UsageError("give --out (HTML) and/or --png")
-    ws, c, alerts, epoch, day = load_for_maps(workspace, as_of.date() if as_of else None)
+    ws = load_workspace(workspace)
+    check_distinct(out=out, png=png)
+    for path, kind in ((out, "html"), (png, "png")):
+        if path is not None:
+            check_output(path, kind, protected=workspace_files(ws), force=force)
+    ws, c, alerts, epoch, day = load_for_maps(ws, as_of.date() if as_of else None)
     lang = lang or ws.lang or "zh"
     if out is not None:
         ortho = None if no_ortho or epoch is None else epoch.ortho

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from gis.cli.options import force_option
+
 
 @click.group()
 def model():
@@ -23,7 +25,8 @@ def model():
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Model file (.joblib).")
 @click.option("--register/--no-register", default=True, show_default=True,
               help="Move each before image onto its after image's content first, as `gis detect` does.")
-def train(pairs, alerts, layer, before, after, out, register):
+@force_option
+def train(pairs, alerts, layer, before, after, out, register, force):
     """Train from labelled pairs (--pairs) or from verdicts (--alerts --before --after).
 
     \b
@@ -32,12 +35,15 @@ def train(pairs, alerts, layer, before, after, out, register):
       gis model train --alerts ws/store.gpkg --before e1.tif --after e2.tif --out model.joblib
     """
     from gis.detect.classifier import save_model
+    from gis.outputs import check_output, inputs
     from gis.detect.training import train_from_alerts, train_from_pairs
 
     if bool(pairs) == bool(alerts):
         raise click.UsageError("give either --pairs or --alerts (with --before and --after)")
     if alerts and not (before and after):
         raise click.UsageError("--alerts needs --before and --after (the images the alerts came from)")
+    check_output(out, "joblib", protected=inputs(pairs=pairs, alerts=alerts, before=before, after=after),
+                 force=force)
     m = train_from_pairs(pairs, register=register) if pairs else \
         train_from_alerts(alerts, before, after, layer=layer, register=register)
     save_model(m, out)

@@ -24,3 +24,22 @@ lang_option = click.option(
     default=None,
     help="Language of labels people read (default: the workspace's `lang`, else zh).",
 )
+force_option = click.option(
+    "--force",
+    is_flag=True,
+    help="Write over an existing output file of another kind (never over an input, "
+    "a workspace file or the alert store).",
+)
+id_from_layer_option = click.option(
+    "--id-from-layer",
+    is_flag=True,
+    help="DXF red lines: give outlines without a text label inside an id made from their "
+    "CAD layer and handle (e.g. 东区-2F) instead of refusing them.",
+)
+min_redline_option = click.option(
+    "--min-redline-m2",
+    type=click.FloatRange(min=0),
+    default=None,
+    metavar="M2",
+    help="Red lines smaller than this many square metres are an error (default: 1).",
+)

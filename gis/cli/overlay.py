@@ -7,7 +7,10 @@ from pathlib import Path
 
 import click
 
-from gis.cli.options import crs_option, working_crs_option
+from gis.cli.options import (crs_option, force_option, id_from_layer_option, min_redline_option,
+                             working_crs_option)
+from gis.layers import MIN_REDLINE_M2
+from gis.outputs import check_distinct, check_output, inputs
 from gis.pipeline import clearance, write_clearance
 from gis.stream import DEFAULT_BATCH, STREAM_ABOVE, feature_count, stream_clearance
 
@@ -27,7 +30,11 @@ from gis.stream import DEFAULT_BATCH, STREAM_ABOVE, feature_count, stream_cleara
                    f"Default: batches of {DEFAULT_BATCH:,} when the file has over {STREAM_ABOVE:,} parcels.")
 @crs_option
 @working_crs_option
-def overlay(redlines, parcels, out, xlsx, previous, as_of, batch_size, source_crs, working_crs):
+@id_from_layer_option
+@min_redline_option
+@force_option
+def overlay(redlines, parcels, out, xlsx, previous, as_of, batch_size, source_crs, working_crs,
+            id_from_layer, min_redline_m2, force):
     """Split parcels by red lines and count clearance progress.
 
     Writes layer parcel_pieces and tables project_figures and
@@ -39,15 +46,23 @@ def overlay(redlines, parcels, out, xlsx, previous, as_of, batch_size, source_cr
       gis overlay --redlines layers/demo/redlines.gpkg --parcels layers/demo/parcels.gpkg \\
           --previous layers/demo/parcels_previous.gpkg --out maps/figures.gpkg --xlsx maps/figures.xlsx
     """
+    own = inputs(redlines=redlines, parcels=parcels, previous=previous)
+    check_distinct(out=out, xlsx=xlsx)
+    check_output(out, "gpkg", protected=own, force=force)
+    if xlsx is not None:
+        check_output(xlsx, "xlsx", protected=own, force=force)
     as_of_date = as_of.date() if as_of else dt.date.today()
-    if batch_size is None and (feature_count(parcels) or 0) > STREAM_ABOVE:
+    red_kw = {"id_from_layer": id_from_layer,
+              "min_redline_m2": MIN_REDLINE_M2 if min_redline_m2 is None else min_redline_m2}
+    # a folder is refused by the reader with a named error; counting it would only warn
+    if batch_size is None and parcels.is_file() and (feature_count(parcels) or 0) > STREAM_ABOVE:
         batch_size = DEFAULT_BATCH
     if batch_size:
         c = stream_clearance(redlines, parcels, out_gpkg=out, xlsx=xlsx, previous=previous, as_of=as_of_date,
-                             source_crs=source_crs, working_crs=working_crs, batch_size=batch_size)
+                             source_crs=source_crs, working_crs=working_crs, batch_size=batch_size, **red_kw)
     else:
         c = clearance(redlines, parcels, previous=previous, as_of=as_of_date,
-                      source_crs=source_crs, working_crs=working_crs)
+                      source_crs=source_crs, working_crs=working_crs, **red_kw)
         write_clearance(c, out, xlsx=xlsx)
     for report in c.reports:
         for r in report.repairs:

@@ -32,8 +32,9 @@ def weekly(workspace, epoch, no_maps, as_json):
       gis weekly --workspace layers/demo --epoch 2026-04-15 --json
     """
     console = Console(stderr=True)
+    # off a terminal, rich ends even a transient bar with a blank line: no bar there
     with Progress(TextColumn("{task.description:<14}"), BarColumn(), TimeElapsedColumn(),
-                  console=console, transient=True, disable=as_json) as bar:
+                  console=console, transient=True, disable=as_json or not console.is_terminal) as bar:
         task = bar.add_task("weekly", total=6)
 
         def progress(step: str, done: int, total: int) -> None:

@@ -404,8 +404,11 @@ def _load_model(model, nir: bool):
 
 
 def _progress(progress, total: int):
+    """(step, stop): ``step(done)`` reports windows done; ``stop()`` takes a progress
+    bar off the terminal (also when a window fails, so the error is not printed
+    below a bar left hanging)."""
     if callable(progress):
-        return lambda done: progress(done, total)
+        return (lambda done: progress(done, total)), (lambda: None)
     if progress:
         from rich.progress import Progress
         bar = Progress(transient=True)
@@ -416,8 +419,8 @@ def _progress(progress, total: int):
             bar.update(task, completed=done)
             if done >= total:
                 bar.stop()
-        return step
-    return lambda done: None
+        return step, bar.stop
+    return (lambda done: None), (lambda: None)
 
 
 def detect_changes(before, after, *, dsm_before=None, dsm_after=None, within=None, inventory=None,
@@ -507,10 +510,11 @@ def _detect(pool, before, after, dsm_before, dsm_after, within, inventory, parce
     # keeps the task order whatever the order they run in)
     tasks = sorted(tasks, key=lambda t: (t.window.row_off // (2 * block), t.window.col_off // (2 * block),
                                          t.window.row_off, t.window.col_off))
-    step = _progress(progress, len(tasks))
+    step, stop = _progress(progress, len(tasks))
     results: list = [None] * len(tasks)
     empty = 0
-    mask_dst = _open_mask(mask_out, pair) if mask_out is not None else None
+    with _writing_mask(mask_out):
+        mask_dst = _open_mask(mask_out, pair) if mask_out is not None else None
     try:
         if pool is not None and len(tasks) > 1:
             # the sampled windows are already decoded here: this process runs them
@@ -535,13 +539,16 @@ def _detect(pool, before, after, dsm_before, dsm_after, within, inventory, parce
                                   results, mask_dst)
                 step(i)
     except BaseException:
+        stop()
         if mask_dst is not None:
             mask_dst.close()
             Path(mask_dst.name).unlink(missing_ok=True)  # no half-written mask is left
         raise
+    stop()  # no windows at all: the bar never reached its end
     if mask_dst is not None:
-        mask_dst.close()
-        Path(mask_dst.name).replace(mask_out)
+        with _writing_mask(mask_out):
+            mask_dst.close()
+            Path(mask_dst.name).replace(mask_out)
     if empty:
         log.warning("%d window(s) hold no valid data in both images (nodata): no changes there", empty)
     _warn_collar(pair, [r[2] for r in results])
@@ -647,8 +654,24 @@ def _collect(r: WindowResult, results: list, mask_dst) -> int:
     process ran what) and write its mask."""
     results[r.index] = (r.records, r.geoms, r.collar)
     if mask_dst is not None and r.mask is not None:
-        mask_dst.write(r.mask[None], window=r.core)
+        with _writing_mask(mask_dst.name):
+            mask_dst.write(r.mask[None], window=r.core)
     return int(r.empty)
+
+
+@contextlib.contextmanager
+def _writing_mask(path):
+    """A failed write of the change mask (a full disk, a folder that cannot be
+    written) as an :class:`~gis.errors.OutputWriteError` naming the file."""
+    from gis.errors import GisError, OutputWriteError
+
+    try:
+        yield
+    except (OSError, rasterio.errors.RasterioError) as exc:
+        if isinstance(exc, GisError):
+            raise
+        raise OutputWriteError(f"cannot write the change mask ({exc})", path=path,
+                               hint="free disk space or give another --mask-out, then run again") from exc
 
 
 def _open_mask(path, pair: ImagePair):
