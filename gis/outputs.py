@@ -119,6 +119,8 @@ def workspace_files(ws: Any) -> dict[Path, str]:
         files[e.ortho] = f"the workspace's orthophoto of {e.date.isoformat()}"
         if e.dsm:
             files[e.dsm] = f"the workspace's DSM of {e.date.isoformat()}"
+    for backup in sorted((Path(ws.store).parent / "backups").glob("*.gpkg")):
+        files[backup] = "a backup of the workspace's alert store"
     return files
 
 
