@@ -1,8 +1,8 @@
 """gis: land-acquisition clearance and illegal-construction monitoring.
 
 Stages are plain functions over GeoDataFrames and rasters:
-read and validate layers (:mod:`gis.layers`) -> overlay parcels with red lines
-(:mod:`gis.overlay`) -> clearance figures and rankings (:mod:`gis.figures`) ->
+read and validate layers (:mod:`gis.clearance.layers`) -> overlay parcels with red lines
+(:mod:`gis.clearance.overlay`) -> clearance figures and rankings (:mod:`gis.clearance.figures`) ->
 change detection -> alerts -> maps and the weekly bulletin. The CLI
 (:mod:`gis.cli`) is a thin shell over them.
 

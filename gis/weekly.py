@@ -26,10 +26,10 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from gis.alerts import freeze_baseline, overlap_pairs, project_freeze_dates, update_alerts
-from gis.chips import write_chips
+from gis.alerts.identity import freeze_baseline, overlap_pairs, project_freeze_dates, update_alerts
+from gis.alerts.chips import write_chips
 from gis.errors import CoverageError, GisError, OutputWriteError, WorkspaceError
-from gis.store import now_iso
+from gis.alerts.store import now_iso
 from gis.workspace import Epoch, Workspace, load_workspace
 
 log = logging.getLogger(__name__)
@@ -148,7 +148,7 @@ def run_weekly(workspace: Workspace | str | os.PathLike, epoch: dt.date | str | 
     step = iter(range(1, len(STEPS) + 1))
     with store.lock("weekly"):
         report("figures", next(step), len(STEPS))
-        from gis.pipeline import clearance  # heavy: read layers, overlay, figures
+        from gis.clearance.pipeline import clearance  # heavy: read layers, overlay, figures
         clear = clearance(ws.redlines, ws.parcels, previous=ws.previous_parcels, inventory=ws.inventory,
                           as_of=today, working_crs=ws.working_crs, min_redline_m2=ws.min_redline_m2,
                           id_from_layer=ws.id_from_layer)
@@ -209,10 +209,10 @@ def run_weekly(workspace: Workspace | str | os.PathLike, epoch: dt.date | str | 
 
 def check_coverage(ws: Workspace, redlines: gpd.GeoDataFrame, epochs: list[Epoch]) -> None:
     """Refuse an epoch whose orthophoto has image data on less than
-    ``thresholds.min_coverage`` of the red lines' area (see :mod:`gis.coverage`):
+    ``thresholds.min_coverage`` of the red lines' area (see :mod:`gis.imagery.coverage`):
     detection reports nothing where there is no data, and an all-nodata image would
     read as a week without changes."""
-    from gis.coverage import valid_share
+    from gis.imagery.coverage import valid_share
 
     minimum = ws.thresholds["min_coverage"]
     if minimum > 1:
@@ -279,8 +279,8 @@ def _summary(run_id, cur, prev, changes, up, alerts, clear, th, today) -> Weekly
 def _write_products(ws: Workspace, clear, store, cur: Epoch, prev: Epoch | None,
                     today: dt.date, out_dir: str | os.PathLike | None = None) -> dict[str, str]:
     """Map and bulletin of this week."""
-    from gis.maps import write_clearance_map
-    from gis.report import write_bulletin
+    from gis.products.webmap import write_clearance_map
+    from gis.products.bulletin import write_bulletin
 
     folder = Path(out_dir) if out_dir else (ws.out or ws.root / "out")
     folder.mkdir(parents=True, exist_ok=True)

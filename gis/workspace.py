@@ -65,7 +65,7 @@ class Workspace:
     freeze_dates: dict[str, dt.date] = field(default_factory=dict)
     out: Path | None = None
     store_backups: int = DEFAULT_STORE_BACKUPS
-    #: [layers] min_redline_m2 / id_from_layer: how red lines are read (see gis.layers).
+    #: [layers] min_redline_m2 / id_from_layer: how red lines are read (see gis.clearance.layers).
     min_redline_m2: float = 1.0
     id_from_layer: bool = False
 
@@ -79,12 +79,12 @@ class Workspace:
 
     @property
     def state_path(self) -> Path:
-        """The workspace's record of its store's commits (see gis.store)."""
+        """The workspace's record of its store's commits (see gis.alerts.store)."""
         return self.root / STATE_NAME
 
     def open_store(self, crs: Any = None):
-        """The workspace's alert store, with its record and backups (gis.store.GeoPackageStore)."""
-        from gis.store import open_store  # heavy (geopandas): only commands that need it
+        """The workspace's alert store, with its record and backups (gis.alerts.store.GeoPackageStore)."""
+        from gis.alerts.store import open_store  # heavy (geopandas): only commands that need it
 
         return open_store(self.store, crs=crs or self.working_crs, record=self.state_path,
                           backups=self.store_backups)

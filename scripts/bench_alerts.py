@@ -1,4 +1,4 @@
-"""Benchmark of alert matching and store commits (gis.alerts, gis.store).
+"""Benchmark of alert matching and store commits (gis.alerts.identity, gis.alerts.store).
 
     python scripts/bench_alerts.py --alerts 20000
 
@@ -18,8 +18,8 @@ import geopandas as gpd
 import numpy as np
 import shapely
 
-from gis.alerts import update_alerts
-from gis.store import empty_alerts, open_store
+from gis.alerts.identity import update_alerts
+from gis.alerts.store import empty_alerts, open_store
 
 
 def changes(rng, x, y, s, scale):

@@ -2,7 +2,7 @@
 """Benchmark `gis detect` against a plain full read of both images.
 
 Builds a synthetic SIZE x SIZE px (default 20,000) DEFLATE-tiled RGB pair at
-0.5 m: a 2,048 px scene pair from gis.synthetic (before, and after with planted
+0.5 m: a 2,048 px scene pair from gis.synthetic.render (before, and after with planted
 houses and crops) repeated over the image, plus red lines covering ~10 % of it.
 Then times, in one run:
 
@@ -44,7 +44,7 @@ from rasterio.enums import Resampling
 from rasterio.transform import from_origin
 from rasterio.windows import Window
 
-from gis.synthetic import render_orthophoto
+from gis.synthetic.render import render_orthophoto
 
 CRS = "EPSG:4547"
 RES = 0.5
@@ -196,7 +196,7 @@ def main(argv=None) -> int:
         tbs.append(full_read([before, after], args.workers))
     ta, tb, rss_gb = float(np.median(tas)), float(np.median(tbs)), max(rss) / 1e9
     cpu = float(np.median(cpus))
-    from gis.imagery import open_pair, windows_within
+    from gis.imagery.pair import open_pair, windows_within
     pair = open_pair(before, after)
     wins = windows_within(pair.grid, gpd.read_file(red).geometry.values, buffer=20.0, block=512)
     processed = sum(w.width * w.height for w, _ in wins)

@@ -4,8 +4,8 @@
     .venv/bin/python scripts/bench_map.py --sizes 1000    # what the test runs
 
 For each size a synthetic county is built (irregular 8-vertex parcels from
-gis.demo.jittered_cadastre, statuses drawn at random, 20 red lines, 200
-alerts), the map is written with gis.maps.write_clearance_map, and opened in
+gis.synthetic.county.jittered_cadastre, statuses drawn at random, 20 red lines, 200
+alerts), the map is written with gis.products.webmap.write_clearance_map, and opened in
 headless Chromium with the network off. "load" is the time from navigation
 until the parcels are painted (window.gisReady, set two animation frames
 after the layers were added). One line of results per size; --json for a
@@ -29,8 +29,8 @@ import pandas as pd
 import shapely
 
 from gis.browser import Browser
-from gis.demo import jittered_cadastre
-from gis.maps import write_clearance_map
+from gis.synthetic.county import jittered_cadastre
+from gis.products.webmap import write_clearance_map
 from gis.schema import STATUSES
 
 CRS = "EPSG:4547"

@@ -5,9 +5,9 @@ Builds a synthetic cadastre (a jittered grid of irregular 8-vertex parcels of
 of 20-200 ha that overlap, then times, each in its own fresh process so that
 peak memory is its own:
 
-(a)  gis in memory: ``gis.pipeline.clearance`` on the two GeoDataFrames —
+(a)  gis in memory: ``gis.clearance.pipeline.clearance`` on the two GeoDataFrames —
      validation, overlay and project + district figures, end to end;
-(a') gis streamed: ``gis.stream.stream_clearance`` from the GeoParquet files,
+(a') gis streamed: ``gis.clearance.stream.stream_clearance`` from the GeoParquet files,
      reading included (what ``gis overlay`` does for large files);
 (b)  plain geopandas: ``geopandas.overlay(how="intersection")`` then a
      groupby of areas by project and status class.
@@ -40,7 +40,7 @@ def build(n_parcels: int, n_redlines: int, seed: int = 7):
     import geopandas as gpd
     import shapely
 
-    from gis.demo import jittered_cadastre
+    from gis.synthetic.county import jittered_cadastre
     from gis.schema import STATUSES
 
     rng = np.random.default_rng(seed)
@@ -89,7 +89,9 @@ def _answer(projects):
 
 def run_gis(folder: str):
     """(a) in memory: the stages of clearance() on GeoDataFrames, each timed."""
-    from gis import figures, layers, overlay
+    from gis.clearance import figures
+    from gis.clearance import layers
+    from gis.clearance import overlay
 
     parcels, red = load(folder)
     t0 = time.perf_counter()
@@ -108,7 +110,7 @@ def run_gis(folder: str):
 
 def run_gis_stream(folder: str):
     """(a') streamed from the file: reading included, batches of 200k parcels."""
-    from gis.stream import stream_clearance
+    from gis.clearance.stream import stream_clearance
 
     t0 = time.perf_counter()
     c = stream_clearance(f"{folder}/redlines.parquet", f"{folder}/parcels.parquet")

@@ -15,7 +15,7 @@ label. Printed per tile and overall:
 ``--train-leave-one-out``: for each tile, a classifier is trained on the other
 tiles only (never on the tile it is scored on) and passed as ``model=``.
 ``--look GAIN,GAMMA,SATURATION``: both dates of each scored tile are first
-re-rendered so (gis.synthetic.restyle), as a later flight processed
+re-rendered so (gis.synthetic.render.restyle), as a later flight processed
 otherwise would show the same ground; training tiles are left as they are.
 ``--no-register``: without co-registration (gis.detect.register), in training
 and detection. ``--pictures DIR``: a PNG per tile to look at (before | after |
@@ -43,7 +43,7 @@ from gis.detect import detect_changes
 from gis.detect.classifier import save_model
 from gis.detect.objects import GREENHOUSE_BRIGHTNESS
 from gis.detect.training import read_pair_folder, train_from_pairs
-from gis.synthetic import restyle
+from gis.synthetic.render import restyle
 
 CRS = "EPSG:4547"
 BUILDING_KINDS = ("new_structure", "demolished")

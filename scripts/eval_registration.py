@@ -36,7 +36,7 @@ from rasterio.transform import from_origin
 from rasterio.warp import Resampling, reproject
 
 from gis.detect import detect_changes
-from gis.synthetic import render_orthophoto
+from gis.synthetic.render import render_orthophoto
 
 CRS = "EPSG:4547"
 RES = 0.5

@@ -13,7 +13,7 @@ import rasterio
 from rasterio.transform import from_origin
 from shapely.geometry import box
 
-from gis.demo import make_demo_county
+from gis.synthetic.county import make_demo_county
 from gis.workspace import init_workspace
 
 CRS = "EPSG:4547"

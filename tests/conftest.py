@@ -1,7 +1,7 @@
 """Shared fixtures: small layers written as real files, and the demo county.
 
 Builders return exactly the data each test states; the demo county is the
-seeded synthetic county of :mod:`gis.demo`, built once per test session.
+seeded synthetic county of :mod:`gis.synthetic.county`, built once per test session.
 """
 
 from __future__ import annotations
@@ -76,14 +76,14 @@ def small_layers(tmp_path):
 
 @pytest.fixture(scope="session")
 def demo_county(tmp_path_factory):
-    from gis.demo import make_demo_county
+    from gis.synthetic.county import make_demo_county
 
     return make_demo_county(tmp_path_factory.mktemp("demo"))
 
 
 @pytest.fixture(scope="session")
 def demo_clearance(demo_county):
-    from gis.pipeline import clearance
+    from gis.clearance.pipeline import clearance
 
     c = demo_county
     return clearance(c.redlines, c.parcels, previous=c.previous_parcels, inventory=c.inventory,

@@ -9,7 +9,7 @@ import geopandas as gpd
 import pytest
 import shapely
 
-from gis.synthetic import render_dsm, render_orthophoto
+from gis.synthetic.render import render_dsm, render_orthophoto
 
 CRS = "EPSG:4547"
 X0, Y0 = 500000.0, 3400000.0

@@ -17,8 +17,8 @@ import pandas as pd
 import shapely
 from PIL import Image
 
-from gis.demo import make_demo_county
-from gis.pipeline import clearance
+from gis.synthetic.county import make_demo_county
+from gis.clearance.pipeline import clearance
 
 SCRIPT = "<script>alert(1)</script>"
 IMG = '"><img src=x onerror=alert(2)>'
@@ -36,7 +36,7 @@ def build(folder: Path):
     c = _plant_hostile(c)
     store_dir = folder / "store"
     alerts = make_alerts(c, store_dir)
-    from gis.synthetic import render_orthophoto
+    from gis.synthetic.render import render_orthophoto
 
     ortho = render_orthophoto(folder / "ortho_2026-11-21.tif", bounds=county.bounds, resolution=5.0,
                               crs=county.crs, seed=3, date=AS_OF)

@@ -10,8 +10,8 @@ import pytest
 from shapely.geometry import box
 
 from alertsdata import changes
-from gis.alerts import freeze_baseline, overlap_pairs, update_alerts
-from gis.store import empty_alerts
+from gis.alerts.identity import freeze_baseline, overlap_pairs, update_alerts
+from gis.alerts.store import empty_alerts
 
 D1, D2, D3 = dt.date(2026, 3, 1), dt.date(2026, 3, 8), dt.date(2026, 3, 15)
 CRS = "EPSG:4547"

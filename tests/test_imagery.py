@@ -1,4 +1,4 @@
-"""gis.imagery: validation errors, dates, alignment onto the after grid, windows."""
+"""gis.imagery.pair: validation errors, dates, alignment onto the after grid, windows."""
 
 import logging
 
@@ -10,8 +10,8 @@ import shapely
 
 from detect_fixtures import BOUNDS, CRS, X0, Y0, ortho, scene  # noqa: F401 (fixture)
 from gis.errors import BandMismatchError, CorruptRasterError, DSMDateError, MissingCRSError, RasterAlignmentError
-from gis.imagery import close_datasets, open_pair, raster_date, read_window, windows_within
-from gis.synthetic import render_dsm
+from gis.imagery.pair import close_datasets, open_pair, raster_date, read_window, windows_within
+from gis.synthetic.render import render_dsm
 
 
 def test_missing_crs(tmp_path, scene):
@@ -74,10 +74,10 @@ def test_dsm_dates(tmp_path, scene):
 def test_swapped_survey_dates_are_warned_about(tmp_path, caplog):
     early = ortho(tmp_path / "ortho_2026-10-01.tif", epoch=1, planted=False)
     late = ortho(tmp_path / "ortho_20261101.tif", epoch=2, planted=False)
-    with caplog.at_level(logging.WARNING, logger="gis.imagery"):
+    with caplog.at_level(logging.WARNING, logger="gis.imagery.pair"):
         open_pair(early, late)
     assert "swapped" not in caplog.text
-    with caplog.at_level(logging.WARNING, logger="gis.imagery"):
+    with caplog.at_level(logging.WARNING, logger="gis.imagery.pair"):
         open_pair(late, early)
     assert "ortho_20261101.tif is dated 2026-11-01, after the after image ortho_2026-10-01.tif" in caplog.text
     assert "swapped" in caplog.text
@@ -98,7 +98,7 @@ def test_other_crs_and_resolution_is_warped_onto_after_grid(tmp_path, scene):
 
 
 def test_open_files_are_reused_and_a_rewritten_file_is_read_again(tmp_path, scene):
-    import gis.imagery as im
+    import gis.imagery.pair as im
     p = tmp_path / "b.tif"
     with rasterio.open(scene["before"]) as src:
         prof, data = src.profile, src.read()
@@ -125,7 +125,7 @@ def test_average_overviews_are_read_other_overviews_ignored(tmp_path, scene):
 
     from rasterio.enums import Resampling
 
-    import gis.imagery as im
+    import gis.imagery.pair as im
     from gis.detect import detect_changes
     close_datasets()
     plain = open_pair(scene["before"], scene["after"])
@@ -155,7 +155,7 @@ def test_average_overviews_are_read_other_overviews_ignored(tmp_path, scene):
 
 
 def test_windows_only_where_red_lines_are():
-    from gis.imagery import Grid
+    from gis.imagery.pair import Grid
     g = Grid(rasterio.crs.CRS.from_user_input(CRS), rasterio.transform.from_origin(X0, Y0 + 5120, 1, 1), 5120, 5120)
     geoms = [shapely.box(X0 + 100, Y0 + 100, X0 + 200, Y0 + 200)]
     wins = windows_within(g, geoms, buffer=20, block=1024)
@@ -171,7 +171,7 @@ from hypothesis import given, settings, strategies as hs  # noqa: E402
 @settings(max_examples=60, deadline=None)
 @given(w=hs.integers(1, 3000), h=hs.integers(1, 3000), block=hs.sampled_from([256, 512, 1024]))
 def test_windows_tile_the_grid_exactly(w, h, block):
-    from gis.imagery import Grid
+    from gis.imagery.pair import Grid
     g = Grid(rasterio.crs.CRS.from_user_input(CRS), rasterio.transform.from_origin(X0, Y0, 0.5, 0.5), w, h)
     wins = windows_within(g, None, block=block)
     assert sum(c.width * c.height for _, c in wins) == w * h  # no gap, no overlap

@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from alertsdata import DATES, FakeDetect, changes, make_workspace, spot_in, spot_outside
 from detect_fixtures import BOUNDS, CRS, redlines, scene  # noqa: F401
 from gis.cli import main
-from gis.coverage import valid_share
+from gis.imagery.coverage import valid_share
 from gis.errors import (
     BandIndexError,
     CorruptRasterError,
@@ -29,7 +29,7 @@ from gis.errors import (
     OutputWriteError,
     WorkspaceError,
 )
-from gis.store import open_store
+from gis.alerts.store import open_store
 from gis.weekly import run_weekly
 
 TODAY = DATES[-1]
@@ -226,7 +226,7 @@ def test_band_map_naming_a_missing_band(tmp_path, scene, option):  # noqa: F811
 
 
 def test_band_zero_is_refused_in_the_library(scene):  # noqa: F811
-    from gis.imagery import open_pair
+    from gis.imagery.pair import open_pair
 
     with pytest.raises(BandIndexError, match="names band 0"):
         open_pair(scene["before"], scene["after"], band_map={"before": (0, 1, 2), "after": (1, 2, 3)})
@@ -265,12 +265,12 @@ def test_map_that_cannot_be_written_after_the_commit_says_so(ws, tmp_path):
 
 
 def test_full_disk_while_writing_the_map_after_the_commit(ws, monkeypatch):
-    import gis.maps
+    import gis.products.webmap
 
     def full(*a, **k):  # the disk is the external edge: fill it
         raise OSError(errno.ENOSPC, "No space left on device", str(a[0]))
 
-    monkeypatch.setattr(gis.maps, "write_text_atomic", full)
+    monkeypatch.setattr(gis.products.webmap, "write_text_atomic", full)
     r = CliRunner().invoke(main, ["weekly", "--workspace", str(ws), "--epoch", DATES[1].isoformat()])
     assert r.exit_code == 1, r.output
     assert "No space left on device" in r.stderr and "was committed to the store" in r.stderr

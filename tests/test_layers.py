@@ -9,7 +9,8 @@ import pytest
 import shapely
 
 from conftest import GK, X0, Y0, make_parcels, make_redlines, square
-from gis import errors, layers
+from gis import errors
+from gis.clearance import layers
 
 
 def _nowarn():

@@ -18,9 +18,10 @@ import shapely
 from click.testing import CliRunner
 
 from conftest import GK, X0, Y0, make_parcels, make_redlines, square
-from gis import errors, layers
+from gis import errors
+from gis.clearance import layers
 from gis.cli import main
-from gis.pipeline import clearance
+from gis.clearance.pipeline import clearance
 
 
 def _shapefile(gdf: gpd.GeoDataFrame, path, *, encoding: str, cpg: str | None = "keep"):

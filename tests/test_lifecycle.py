@@ -6,8 +6,8 @@ import pytest
 
 from alertsdata import DATES, FakeDetect, changes, make_workspace, spot_in
 from gis.errors import AlertNotFoundError, InputError, InvalidTransitionError
-from gis.lifecycle import TRANSITIONS, check_transition, set_alert
-from gis.store import open_store
+from gis.alerts.lifecycle import TRANSITIONS, check_transition, set_alert
+from gis.alerts.store import open_store
 from gis.weekly import run_weekly
 
 

@@ -11,9 +11,9 @@ import pytest
 import shapely
 
 import mapsdata
-from gis import mapdata
-from gis.maps import UnknownProjectError, clearance_map_html, write_clearance_map, write_static_map
-from gis.staticmap import MissingFontError
+from gis.products import mapdata
+from gis.products.webmap import UnknownProjectError, clearance_map_html, write_clearance_map, write_static_map
+from gis.products.staticmap import MissingFontError
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ import pytest
 import shapely
 
 from conftest import make_parcels, make_redlines, square
-from gis import layers
-from gis.overlay import overlay_parcels, parcel_inside_area
+from gis.clearance import layers
+from gis.clearance.overlay import overlay_parcels, parcel_inside_area
 
 
 def _read(small):

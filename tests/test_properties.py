@@ -9,8 +9,8 @@ import shapely
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gis.demo import jittered_cadastre
-from gis.pipeline import clearance
+from gis.synthetic.county import jittered_cadastre
+from gis.clearance.pipeline import clearance
 from gis.schema import STATUSES
 
 ORIGIN = (480_000.0, 3_350_000.0)

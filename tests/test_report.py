@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 import mapsdata
-from gis.report import WAIT_DAYS, bulletin_tables, write_bulletin
+from gis.products.bulletin import WAIT_DAYS, bulletin_tables, write_bulletin
 from gis.schema import FIGURE_HEADERS_ZH
 
 

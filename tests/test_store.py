@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-import gis.store
+import gis.alerts.store
 from alertsdata import DATES, FakeDetect, changes, make_workspace, spot_in
 from gis.errors import StoreError, StoreLockedError
-from gis.store import open_store
+from gis.alerts.store import open_store
 from gis.weekly import run_weekly
 
 TESTS = Path(__file__).parent
@@ -62,9 +62,9 @@ def test_fault_injection_leaves_the_store_intact(ws, monkeypatch, where):
         raise RuntimeError("injected fault")
 
     if where == "before_replace":
-        monkeypatch.setattr(gis.store, "_before_replace", boom)
+        monkeypatch.setattr(gis.alerts.store, "_before_replace", boom)
     elif where == "layer_write":
-        monkeypatch.setattr(gis.store.pyogrio, "write_dataframe", boom)
+        monkeypatch.setattr(gis.alerts.store.pyogrio, "write_dataframe", boom)
     with pytest.raises(RuntimeError, match="injected"):
         with store.transaction(by="test") as tx:
             tx.alerts.loc[0, "note"] = "should never be stored"
@@ -80,7 +80,7 @@ def test_fault_injection_leaves_the_store_intact(ws, monkeypatch, where):
 SCRIPT = textwrap.dedent("""
     import sys, time, pathlib
     sys.path.insert(0, {tests!r})
-    import gis.store
+    import gis.alerts.store
     from alertsdata import FakeDetect, changes, spot_in, DATES
     from gis.weekly import run_weekly
     root, phase, flag = pathlib.Path(sys.argv[1]), sys.argv[2], pathlib.Path(sys.argv[3])
@@ -96,7 +96,7 @@ SCRIPT = textwrap.dedent("""
             return super().__call__(before, after, **kw)
 
     if phase == "commit":
-        gis.store._before_replace = pause
+        gis.alerts.store._before_replace = pause
     detect = SlowDetect({{DATES[2].isoformat(): changes(("new_structure", spot_in(root, "P01", 30)),
                                                        ("new_structure", spot_in(root, "P05")))}})
     run_weekly(root, DATES[2], detect=detect, maps=False)

@@ -25,12 +25,12 @@ import pyogrio
 import pytest
 from click.testing import CliRunner
 
-import gis.store as store_module
+import gis.alerts.store as store_module
 from alertsdata import DATES, FakeDetect, changes, make_workspace, spot_in
 from gis.cli import main
 from gis.errors import StoreCorruptError, StoreMissingError, StoreWriteError
-from gis.lifecycle import set_alert
-from gis.store import open_store
+from gis.alerts.lifecycle import set_alert
+from gis.alerts.store import open_store
 from gis.weekly import run_weekly
 from gis.workspace import load_workspace
 
@@ -89,7 +89,7 @@ def corrupt_table(path: Path, table: str) -> None:
 
 def test_first_run_creates_the_store_and_says_so(tmp_path, caplog):
     root = make_workspace(tmp_path / "ws")
-    with caplog.at_level(logging.INFO, logger="gis.store"):
+    with caplog.at_level(logging.INFO, logger="gis.alerts.store"):
         week(root)
     assert any("creating a new alert store" in r.getMessage() for r in caplog.records)
     rec = json.loads((root / ".gis" / "state.json").read_text())

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from gis import errors
 from gis.cli import main
-from gis.stream import read_batches, stream_clearance
+from gis.clearance.stream import read_batches, stream_clearance
 
 
 def test_streamed_figures_equal_in_memory(demo_county, demo_clearance, tmp_path):

@@ -1,10 +1,10 @@
-"""gis.synthetic: deterministic, tiled, planted features visible, DSM heights."""
+"""gis.synthetic.render: deterministic, tiled, planted features visible, DSM heights."""
 
 import numpy as np
 import rasterio
 
 from detect_fixtures import BOUNDS, CRS, X0, Y0, ortho, structures
-from gis.synthetic import render_dsm
+from gis.synthetic.render import render_dsm
 
 
 def test_same_seed_and_epoch_is_identical_and_tiled(tmp_path):
@@ -51,7 +51,7 @@ def test_dsm_heights(tmp_path):
 def test_restyle_gives_another_flights_look():
     """synthetic.restyle: the same ground as another flight's processing would show it
     (exposure, tone curve, saturation), for the eval's --look robustness check."""
-    from gis.synthetic import restyle
+    from gis.synthetic.render import restyle
 
     rng = np.random.default_rng(3)
     img = rng.uniform(0, 255, (4, 20, 30)).astype(np.float32)  # RGB + NIR

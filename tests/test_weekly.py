@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from alertsdata import DATES, FakeDetect, changes, make_workspace, spot_in, spot_outside
-from gis.lifecycle import set_alert
-from gis.store import open_store
+from gis.alerts.lifecycle import set_alert
+from gis.alerts.store import open_store
 from gis.weekly import run_weekly
 
 TODAY = dt.date(2026, 4, 20)
@@ -124,9 +124,9 @@ def test_maps_and_bulletin_are_written(ws):
 
 
 def test_demo_epochs_plant_sites_where_the_story_needs_them(tmp_path):
-    from gis.demo import make_demo_county
-    from gis.demo_imagery import DEMO_DATES, SITES, planted, write_demo_epochs
-    from gis.layers import read_redlines
+    from gis.synthetic.county import make_demo_county
+    from gis.synthetic.epochs import DEMO_DATES, SITES, planted, write_demo_epochs
+    from gis.clearance.layers import read_redlines
 
     county = make_demo_county(tmp_path / "demo")
     red = read_redlines(county.redlines).set_index("project_id")
@@ -157,7 +157,7 @@ def test_chip_from_imagery_in_another_crs(tmp_path):
     from rasterio.transform import from_origin
     from shapely.geometry import box as sbox
 
-    from gis.chips import chip_image
+    from gis.alerts.chips import chip_image
 
     data = np.zeros((3, 200, 200), dtype=np.uint8)
     data[:, 90:110, 90:110] = 255  # a bright 20 x 20 px roof in the middle

@@ -15,8 +15,8 @@ from rich.table import Table
 from gis.cli.options import force_option
 from gis.cli.weekly import workspace_option
 from gis.errors import InputError
-from gis.fieldexchange import export_district, import_field
-from gis.lifecycle import ALERT_STATUSES, set_alert
+from gis.alerts.exchange import export_district, import_field
+from gis.alerts.lifecycle import ALERT_STATUSES, set_alert
 from gis.outputs import check_output, workspace_files
 from gis.workspace import load_workspace
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from gis import layers
+from gis.clearance import layers
 from gis.atomic import write_text_atomic
 from gis.cli.options import crs_option, id_from_layer_option, min_redline_option, working_crs_option
 from gis.errors import InputError, LayerValidationError

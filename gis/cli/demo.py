@@ -9,7 +9,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from gis.demo import DEMO_SEED, make_demo_county
+from gis.synthetic.county import DEMO_SEED, make_demo_county
 from gis.errors import ProtectedOutputError
 
 #: The project whose battle map (作战图) the demo draws: the industrial park.
@@ -37,9 +37,9 @@ def demo(out, maps_dir, seed, workers, force):
     4. outputs in MAPS: clearance.html, battle map, clearance.png, bulletin.html/.xlsx,
        figures.gpkg/.xlsx.
     """
-    from gis.demo_imagery import run_demo_cycle, write_demo_epochs
-    from gis.maps import write_clearance_map, write_static_map
-    from gis.pipeline import clearance, write_clearance
+    from gis.synthetic.epochs import run_demo_cycle, write_demo_epochs
+    from gis.products.webmap import write_clearance_map, write_static_map
+    from gis.clearance.pipeline import clearance, write_clearance
     from gis.weekly import format_summary
     from gis.workspace import load_workspace
 

@@ -12,7 +12,7 @@ from gis.cli.options import force_option, lang_option
 
 def load_for_maps(ws, as_of: dt.date | None = None):
     """Clearance figures, alerts, store folder and latest epoch of a loaded workspace."""
-    from gis.pipeline import clearance
+    from gis.clearance.pipeline import clearance
 
     epoch = max(ws.epochs, key=lambda e: e.date) if ws.epochs else None
     day = as_of or (epoch.date if epoch else dt.date.today())
@@ -47,7 +47,7 @@ def map_command(workspace, out, png, project, no_ortho, as_of, lang, force):
       gis map --workspace work --out maps/P03.html --project P03
       gis map --workspace work --png maps/clearance.png --lang en
     """
-    from gis.maps import write_clearance_map, write_static_map
+    from gis.products.webmap import write_clearance_map, write_static_map
     from gis.outputs import check_distinct, check_output, workspace_files
     from gis.workspace import load_workspace
 

@@ -9,10 +9,10 @@ import click
 
 from gis.cli.options import (crs_option, force_option, id_from_layer_option, min_redline_option,
                              working_crs_option)
-from gis.layers import MIN_REDLINE_M2
+from gis.clearance.layers import MIN_REDLINE_M2
 from gis.outputs import check_distinct, check_output, inputs
-from gis.pipeline import clearance, write_clearance
-from gis.stream import DEFAULT_BATCH, STREAM_ABOVE, feature_count, stream_clearance
+from gis.clearance.pipeline import clearance, write_clearance
+from gis.clearance.stream import DEFAULT_BATCH, STREAM_ABOVE, feature_count, stream_clearance
 
 
 @click.command()

@@ -30,7 +30,7 @@ def report(workspace, out, xlsx, as_of, since, lang, force):
       gis report --workspace work --out maps/bulletin.html --xlsx maps/bulletin.xlsx
     """
     from gis.outputs import check_distinct, check_output, workspace_files
-    from gis.report import write_bulletin
+    from gis.products.bulletin import write_bulletin
     from gis.workspace import load_workspace
 
     ws = load_workspace(workspace)

@@ -38,7 +38,7 @@ def restore(backup, workspace, as_list, as_json):
       gis store restore --workspace layers/demo
       gis store restore --workspace layers/demo store-20260415T081500123456Z.gpkg
     """
-    from gis.store import describe_backup
+    from gis.alerts.store import describe_backup
 
     s = _store(workspace)
     if as_list:

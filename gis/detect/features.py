@@ -1,6 +1,6 @@
 """Per-pixel change features of one window, shared by every detector.
 
-All images arrive on a 0-255 scale (see :mod:`gis.imagery`). The before image's
+All images arrive on a 0-255 scale (see :mod:`gis.imagery.pair`). The before image's
 colours are first mapped onto the after image's (a 3 x 3 colour matrix and offset
 from scene-wide statistics, :class:`SceneStats`), so a brighter survey day, or
 another camera's colour rendering, is not a change. Everything here is OpenCV on

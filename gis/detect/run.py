@@ -1,6 +1,6 @@
 """Windowed change detection over a scene: tasks, workers, scene thresholds, output.
 
-1. :func:`gis.imagery.open_pair` validates the images and fixes the grid.
+1. :func:`gis.imagery.pair.open_pair` validates the images and fixes the grid.
 2. Windows (512 px blocks, one tile of a tiled file; objects cut by their edges are
    merged afterwards) that intersect the red lines plus
    the buffer are listed; nothing else is read.
@@ -41,7 +41,7 @@ from gis.detect.register import MAX_SHIFT_PX, estimate_offset
 from gis.detect.scene import estimate_stats
 from gis.detect.spectral import building_mask, clean, demolition_mask
 from gis.detect.vegetation import vegetation_mask
-from gis.imagery import (
+from gis.imagery.pair import (
     COLLAR_FRINGE_PX,
     ImagePair,
     WindowData,
@@ -232,13 +232,13 @@ def _soft_scores(masks: dict, segments_model: bool, dsm: bool) -> dict:
 
 
 def _layer(value, crs, reader: str):
-    """A GeoDataFrame (or path, read with gis.layers) in ``crs``; None stays None."""
+    """A GeoDataFrame (or path, read with gis.clearance.layers) in ``crs``; None stays None."""
     import geopandas as gpd
 
     if value is None:
         return None
     if not isinstance(value, gpd.GeoDataFrame):
-        from gis import layers
+        from gis.clearance import layers
 
         value = getattr(layers, reader)(value)
     if value.crs is None:

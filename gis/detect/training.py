@@ -86,7 +86,7 @@ def _factor(res: float) -> int:
 
 
 def _shrink(arr: np.ndarray, factor: int) -> np.ndarray:
-    """Area-average (bands, h, w) by ``factor``, as detection does (gis.imagery)."""
+    """Area-average (bands, h, w) by ``factor``, as detection does (gis.imagery.pair)."""
     if factor == 1:
         return arr
     import cv2
@@ -138,7 +138,7 @@ def train_from_pairs(folder, *, exclude: tuple[str, ...] = (), seed: int = 0, re
 def train_from_alerts(alerts, before, after, *, layer: str | None = "alerts", seed: int = 0,
                       register: bool = True) -> dict:
     """A ``mode="objects"`` model from alerts with verdicts over two orthophotos."""
-    from gis.imagery import open_pair, read_window
+    from gis.imagery.pair import open_pair, read_window
 
     gdf = gpd.read_file(alerts, layer=layer) if not isinstance(alerts, gpd.GeoDataFrame) else alerts
     cols = [c for c in ("verdict", "status") if c in gdf.columns]
@@ -167,7 +167,7 @@ def train_from_alerts(alerts, before, after, *, layer: str | None = "alerts", se
     # scene statistics as detection computes them (same sample of blocks), so the
     # features seen in training are the ones the detector will show the model
     from gis.detect.run import GDAL_CACHE_MB, sample_scene
-    from gis.imagery import windows_within
+    from gis.imagery.pair import windows_within
     blocks = windows_within(pair.grid, gdf.geometry.values, buffer=0.0, block=512)
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
         # co-registered as detection will be

@@ -59,7 +59,7 @@ def overlay_parcels(
     """Pieces of parcels inside red lines, one row per (parcel, project) pair.
 
     Both frames must be validated and in the same projected CRS (see
-    :mod:`gis.layers`). Returns ``parcel_id, project_id, district, status,
+    :mod:`gis.clearance.layers`). Returns ``parcel_id, project_id, district, status,
     area_m2, area_mu, geometry`` plus ``share`` (the piece's fraction of its
     parcel) and ``inside`` (parcel wholly inside the red line), sorted by
     project then parcel so that output does not depend on input order.
@@ -69,7 +69,7 @@ def overlay_parcels(
     if parcels.crs is not None and redlines.crs is not None and not parcels.crs.equals(redlines.crs):
         raise ValueError(
             f"parcels ({parcels.crs.to_string()}) and red lines ({redlines.crs.to_string()}) "
-            "are in different CRS; read them with gis.pipeline.clearance, which reprojects both"
+            "are in different CRS; read them with gis.clearance.pipeline.clearance, which reprojects both"
         )
     pgeoms = parcels.geometry.to_numpy()
     rgeoms = redlines.geometry.to_numpy()

@@ -6,7 +6,7 @@ reads the parcel file in batches (Arrow streams through GDAL, or GeoParquet
 row groups), validates each batch at the edge as usual, overlays it with the
 red lines, writes its pieces out, and keeps only attributes and areas. The
 figures are then computed from those with the same functions as the
-in-memory path (:func:`gis.pipeline.clearance`), so both give the same
+in-memory path (:func:`gis.clearance.pipeline.clearance`), so both give the same
 numbers. Memory stays roughly flat whatever the size of the cadastre.
 
 Ids must be unique across the whole layer, so duplicates are checked once
@@ -32,11 +32,13 @@ import pandas as pd
 import pyogrio
 import shapely
 
-from gis import errors, layers
+from gis import errors
+
+from gis.clearance import layers
 from gis.atomic import atomic_path
-from gis.figures import district_figures, project_figures
-from gis.overlay import PIECE_COLUMNS, overlay_parcels, parcel_inside_area
-from gis.pipeline import Clearance, write_figure_tables, write_figures_xlsx, write_pieces
+from gis.clearance.figures import district_figures, project_figures
+from gis.clearance.overlay import PIECE_COLUMNS, overlay_parcels, parcel_inside_area
+from gis.clearance.pipeline import Clearance, write_figure_tables, write_figures_xlsx, write_pieces
 from gis.schema import COUNT_COLUMNS
 
 log = logging.getLogger(__name__)

@@ -385,7 +385,7 @@ def render_dsm(path, *, bounds, resolution, crs, structures=None, seed=0, epoch=
                date=None, nodata=-9999.0) -> Path:
     """Write a float32 DSM (metres) of the same scene: terrain + trees + houses +
     planted ``structures`` (``height`` column, else 4 m per ``floors``, else 4 m).
-    ``date`` is written as the ``ACQUISITION_DATE`` tag (see gis.imagery)."""
+    ``date`` is written as the ``ACQUISITION_DATE`` tag (see gis.imagery.pair)."""
     path = Path(path)
     st_geoms, _ = _planted(structures, crs, None)
     st_h = _heights(structures, crs)

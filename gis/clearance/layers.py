@@ -122,7 +122,7 @@ def read_raw(path: str | os.PathLike, *, layer: str | None = None,
     _refuse_folder(path, layer)
     try:
         if suffix == ".dxf":
-            from gis.dxf import read_dxf  # ezdxf only when a DXF comes in
+            from gis.clearance.dxf import read_dxf  # ezdxf only when a DXF comes in
 
             gdf = read_dxf(path, layer=layer)
         elif suffix in (".parquet", ".geoparquet"):
@@ -167,7 +167,7 @@ def read_raw(path: str | os.PathLike, *, layer: str | None = None,
             )
         gdf = gdf.set_crs(parse_crs(source_crs, what="--crs"))
     if suffix == ".dxf" and not id_from_layer:
-        from gis.dxf import require_labels
+        from gis.clearance.dxf import require_labels
 
         require_labels(gdf, path)
     gdf.attrs["path"] = str(path)
@@ -304,7 +304,7 @@ def inspect_layer(
     the working CRS (``working_crs``, or its own CRS if projected and true
     to areas, or the Gauss-Kruger zone of its centre). An empty layer, two
     columns for one field, and red lines under ``min_redline_m2`` are
-    problems; ``id_from_layer`` is for DXF (see :func:`gis.dxf.read_dxf`).
+    problems; ``id_from_layer`` is for DXF (see :func:`gis.clearance.dxf.read_dxf`).
     """
     schema = SCHEMAS[kind]
     if isinstance(source, gpd.GeoDataFrame):

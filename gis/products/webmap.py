@@ -15,9 +15,9 @@ requests nothing, so it works on an offline government network.
 Why not folium's GeoJson + style_function: folium writes one JavaScript case
 per feature and links Leaflet from a CDN; at 100,000 parcels that takes over a
 minute to open (see BASELINES.md). Here the geometry is packed by
-:mod:`gis.mapdata` and styled by status in a few lines of JavaScript.
+:mod:`gis.products.mapdata` and styled by status in a few lines of JavaScript.
 
-:func:`write_static_map` (the printable PNG) lives in :mod:`gis.staticmap`.
+:func:`write_static_map` (the printable PNG) lives in :mod:`gis.products.staticmap`.
 """
 
 from __future__ import annotations
@@ -36,7 +36,9 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from gis import mapdata, mapstyle
+from gis.products import mapdata
+
+from gis.products import style as mapstyle
 from gis.atomic import write_text_atomic
 from gis.errors import InputError
 from gis.schema import M2_PER_MU, STATUSES
@@ -66,8 +68,8 @@ class UnknownProjectError(InputError, KeyError):
 
 
 def write_static_map(clearance, out_png, *, alerts=None, project=None, lang="zh", **kw) -> Path:
-    """Printable PNG map; see :func:`gis.staticmap.write_static_map`."""
-    from gis.staticmap import write_static_map as _write
+    """Printable PNG map; see :func:`gis.products.staticmap.write_static_map`."""
+    from gis.products.staticmap import write_static_map as _write
 
     return _write(clearance, out_png, alerts=alerts, project=project, lang=lang, **kw)
 
@@ -78,7 +80,7 @@ def write_clearance_map(clearance, out, *, alerts=None, store_dir=None, orthopho
                         simplify: float = 0.3) -> Path:
     """Write the offline clearance map (or a project's battle map) to ``out``.
 
-    ``clearance`` is a :class:`gis.pipeline.Clearance` (``.redlines``,
+    ``clearance`` is a :class:`gis.clearance.pipeline.Clearance` (``.redlines``,
     ``.parcels``, ``.pieces``, ``.projects``). ``alerts`` is the alert layer
     (GeoDataFrame) whose chip paths are relative to ``store_dir``.
     ``orthophoto`` is a GeoTIFF path shown as the base layer.

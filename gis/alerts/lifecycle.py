@@ -28,7 +28,7 @@ import numpy as np
 
 from gis.atomic import atomic_path
 from gis.errors import AlertNotFoundError, InputError, InvalidTransitionError, PhotoError
-from gis.store import AlertStore, Transaction, now_iso
+from gis.alerts.store import AlertStore, Transaction, now_iso
 
 ALERT_STATUSES = ("new", "dispatched", "illegal", "legal", "false_alarm", "demolished", "closed")
 ALERT_STATUS_LABELS_ZH = {

@@ -24,7 +24,7 @@ from rasterio.windows import from_bounds
 
 from gis.atomic import write_bytes_atomic
 from gis.errors import CorruptRasterError, OutputWriteError
-from gis.imagery import decoding
+from gis.imagery.pair import decoding
 
 log = logging.getLogger(__name__)
 

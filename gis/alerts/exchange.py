@@ -22,7 +22,7 @@ untrusted input:
   folder that, resolved (symlinks too), stay inside that folder; anything
   else is refused with one message whether or not such a file exists, so a
   patrol file cannot read or probe the server's files; and each photo must
-  be a JPEG, PNG, HEIC/HEIF or WebP by content (:func:`gis.lifecycle.check_photo`).
+  be a JPEG, PNG, HEIC/HEIF or WebP by content (:func:`gis.alerts.lifecycle.check_photo`).
 
 An alert changed both in the field and in the store since the export is a
 conflict: nothing is written and :class:`ConflictError` lists the ids,
@@ -47,8 +47,8 @@ import pyogrio
 from gis.atomic import atomic_path
 from gis.errors import (AlertNotFoundError, ConflictError, DuplicateIdError, InputError,
                         NotExportedError, PhotoError)
-from gis.lifecycle import apply_verdict, photo_key, store_photo
-from gis.store import AlertStore, now_iso
+from gis.alerts.lifecycle import apply_verdict, photo_key, store_photo
+from gis.alerts.store import AlertStore, now_iso
 
 log = logging.getLogger(__name__)
 

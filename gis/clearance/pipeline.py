@@ -19,11 +19,11 @@ import pandas as pd
 import pyogrio
 from pyproj import CRS
 
-from gis import layers
+from gis.clearance import layers
 from gis.atomic import atomic_path
-from gis.excel import Sheet, write_workbook
-from gis.figures import district_figures, project_figures
-from gis.overlay import PIECE_COLUMNS, overlay_parcels
+from gis.products.excel import Sheet, write_workbook
+from gis.clearance.figures import district_figures, project_figures
+from gis.clearance.overlay import PIECE_COLUMNS, overlay_parcels
 from gis.schema import FIGURE_HEADERS_ZH, LIST_LABELS_ZH
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ def load_layers(
     """Read and validate the layers into one working CRS (red lines' first).
 
     ``min_redline_m2`` and ``id_from_layer`` are for the red lines (see
-    :func:`gis.layers.inspect_layer`).
+    :func:`gis.clearance.layers.inspect_layer`).
     """
     crs = layers.common_working_crs([redlines, parcels, inventory], source_crs=source_crs,
                                     working_crs=working_crs)
@@ -161,7 +161,7 @@ def _for_file(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_figures_xlsx(c: Clearance, out: str | os.PathLike) -> Path:
-    """The figure tables with Chinese headers, through the one safe writer of :mod:`gis.excel`."""
+    """The figure tables with Chinese headers, through the one safe writer of :mod:`gis.products.excel`."""
     proj = project_table(c).copy()
     dist = district_table(c).copy()
     dist["list"] = dist["list"].map(LIST_LABELS_ZH).fillna(dist["list"])

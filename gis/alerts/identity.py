@@ -41,7 +41,7 @@ import pandas as pd
 import shapely
 
 from gis.schema import m2_to_mu
-from gis.store import normalise_alerts
+from gis.alerts.store import normalise_alerts
 
 OPEN_STATUSES = ("new", "dispatched", "illegal")
 CLOSED_STATUSES = ("false_alarm", "legal", "demolished", "closed")

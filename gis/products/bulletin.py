@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from gis import mapstyle
+from gis.products import style as mapstyle
 from gis.atomic import write_text_atomic
-from gis.excel import DECIMAL, INTEGER, PERCENT, Sheet, write_workbook
+from gis.products.excel import DECIMAL, INTEGER, PERCENT, Sheet, write_workbook
 from gis.schema import FIGURE_HEADERS_ZH, LIST_LABELS_ZH
 
 log = logging.getLogger(__name__)
@@ -232,7 +232,7 @@ def _progress_chart(projects: pd.DataFrame, lang: str) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from gis.staticmap import _font_or_default, cjk_font
+    from gis.products.staticmap import _font_or_default, cjk_font
 
     family = cjk_font() if lang == "zh" else _font_or_default()
     p = projects.sort_values("completion_rate", ascending=True)
@@ -318,7 +318,7 @@ SHEETS = {"zh": {"headline": "总体情况", "projects": "项目进度", "distri
 
 
 def write_bulletin_xlsx(tables: dict[str, pd.DataFrame], out, *, lang: str = "zh") -> Path:
-    """The bulletin's tables, one sheet each, through the one safe writer of :mod:`gis.excel`."""
+    """The bulletin's tables, one sheet each, through the one safe writer of :mod:`gis.products.excel`."""
     head = headers(lang)
     sheets = [Sheet(name, _xlsx_frame(tables[key], lang), head,
                     {"value": _headline_formats(tables[key], lang)} if key == "headline" else {})

@@ -1,7 +1,7 @@
 """Survey imagery and a real weekly cycle for the demo county.
 
 :func:`write_demo_epochs` renders three survey dates of the demo county with
-:mod:`gis.synthetic` (1 m pixels, same background seed, so epochs differ only
+:mod:`gis.synthetic.render` (1 m pixels, same background seed, so epochs differ only
 by what is planted here) and writes the demo workspace's ``gis.toml``:
 
 * 2026-10-31: the baseline; a shantytown house in P04 still stands.
@@ -102,7 +102,7 @@ def _slots(red: gpd.GeoDataFrame, project: str, bounds, n: int) -> list[shapely.
 
 def planted(county, epoch: int) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
     """The structures and crops standing at epoch ``epoch`` (0, 1, 2)."""
-    from gis.layers import read_redlines
+    from gis.clearance.layers import read_redlines
 
     red = read_redlines(county.redlines)
     projects = sorted({s.project for s in SITES})
@@ -123,7 +123,7 @@ def planted(county, epoch: int) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
 
 
 def _render_epoch(county, out: Path, k: int, date: dt.date, resolution: float) -> tuple:
-    from gis.synthetic import render_dsm, render_orthophoto
+    from gis.synthetic.render import render_dsm, render_orthophoto
 
     structures, crops = planted(county, k)
     path = out / "imagery" / f"ortho_{date.isoformat()}.tif"
@@ -184,7 +184,7 @@ def run_demo_cycle(demo_dir: str | os.PathLike, maps_dir: str | os.PathLike | No
     Each run is dated three days after its survey. Map and bulletin of the
     last run are written to ``maps_dir`` (default: the workspace's out folder).
     """
-    from gis.lifecycle import set_alert
+    from gis.alerts.lifecycle import set_alert
     from gis.weekly import run_weekly
 
     ws = load_workspace(demo_dir)
@@ -201,7 +201,7 @@ def run_demo_cycle(demo_dir: str | os.PathLike, maps_dir: str | os.PathLike | No
 
 def _record_verdicts(ws, store, set_alert, day: dt.date) -> None:
     """Verdicts as patrols would record them, on the alerts at the planted sites."""
-    from gis.alerts import overlap_pairs
+    from gis.alerts.identity import overlap_pairs
 
     county = _Plain(ws.redlines, ws.parcels, None, None, _bounds(ws), ws.working_crs)
     structures, crops = planted(county, 1)

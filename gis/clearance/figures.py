@@ -27,7 +27,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from gis.overlay import parcel_inside_area
+from gis.clearance.overlay import parcel_inside_area
 from gis.schema import ACQUIRED_FROM, CLEARED_FROM, COUNT_COLUMNS, DELIVERED, STATUS_RANK, m2_to_mu
 
 #: Size of each of the red and black lists.

@@ -18,7 +18,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from gis import mapstyle
+from gis.products import style as mapstyle
 from gis.atomic import atomic_path
 from gis.errors import GisError
 from gis.schema import M2_PER_MU, STATUSES
@@ -61,7 +61,7 @@ def write_static_map(clearance, out_png, *, alerts=None, project=None, lang: str
     from matplotlib.patches import Patch
     from matplotlib.lines import Line2D
 
-    from gis.maps import UnknownProjectError
+    from gis.products.webmap import UnknownProjectError
 
     T = mapstyle.labels(lang)
     family = cjk_font() if lang == "zh" else _font_or_default()

@@ -1,0 +1,1 @@
+"""Alerts: identity across runs, lifecycle, store, field exchange, chips."""

@@ -1,0 +1,1 @@
+"""Clearance progress: layers in, overlay, figures out."""

@@ -1,0 +1,1 @@
+"""Aerial imagery: pair validation, windowed reading, coverage."""

@@ -1,0 +1,1 @@
+"""What people read: web map, static map, bulletin, workbooks."""

@@ -1,0 +1,1 @@
+"""The synthetic demo county and its survey flights (also test data)."""
