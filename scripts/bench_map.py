@@ -28,8 +28,10 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from gis.browser import Browser
 from gis.synthetic.county import jittered_cadastre
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from browser import Browser  # noqa: E402  (test tooling: tests/browser.py)
 from gis.products.webmap import write_clearance_map
 from gis.schema import STATUSES
 
