@@ -13,16 +13,14 @@ an explicit working CRS of that kind is an error.
 
 from __future__ import annotations
 
-import logging
+import warnings
 from typing import Any
 
 import numpy as np
 from pyproj import CRS, Proj, Transformer
 from pyproj.exceptions import CRSError as PyprojCRSError
 
-from gis.errors import CRSError
-
-log = logging.getLogger(__name__)
+from gis.errors import AreaDistortionWarning, CRSError
 
 #: CGCS2000 / 3-degree Gauss-Kruger CM 75E .. CM 135E.
 _GK3_CM_FIRST_EPSG = 4534
@@ -149,8 +147,8 @@ def choose_working_crs(
             passed_over.append((gdf.crs, off))
     zone = _centre_zone(frames)
     for crs, off in passed_over:
-        log.warning("%s (%s) distorts areas by up to %.0f%% over the data: working in %s instead",
-                    crs.to_string(), crs.name, off * 100, zone.to_string())
+        warnings.warn(f"{crs.to_string()} ({crs.name}) distorts areas by up to {off:.0%} over the data: "
+                      f"working in {zone.to_string()} instead", AreaDistortionWarning, stacklevel=2)
     return zone
 
 

@@ -13,6 +13,11 @@ formatting them in by hand, so that they all read the same way::
         path="parcels.gpkg", layer="parcels", ids=["P-1", "P-2"],
         hint="make every parcel_id unique, then run again",
     )
+
+Every error class of the package lives here, so any module can raise or
+catch any error without importing another stage. Warnings the caller may want
+to filter are classes too (:class:`GisWarning` and below), issued through
+:func:`warnings.warn` as rasterio issues ``NodataShadowWarning``.
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ class GisError(Exception):
         self.message = message
         self.path = None if path is None else str(path)
         self.layer = layer
-        self.ids = [] if ids is None else [_plain(i) for i in ids]
+        self.ids = [] if ids is None else [plain(i) for i in ids]
         self.hint = hint
         super().__init__(self._render())
 
@@ -81,7 +86,7 @@ class GisError(Exception):
         }
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """numpy scalars to Python ones, so ids print and serialise cleanly."""
     return value.item() if hasattr(value, "item") else value
 
@@ -194,6 +199,13 @@ class CoverageError(RasterError):
     """Imagery that shows too little of the red lines (nodata, a partial flight)."""
 
 
+class UnknownProjectError(InputError, KeyError):
+    """A project id (``--project``) that has no red line."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return self.args[0]
+
+
 class OutputWriteError(GisError, OSError):
     """An output (chips, map, bulletin) that could not be written: a full disk,
     a folder that cannot be written to. An environment error: exit code 1."""
@@ -213,6 +225,10 @@ class ProtectedOutputError(OutputPathError, FileExistsError):
 
 class OutputKindError(OutputPathError, FileExistsError):
     """An existing output path holding another kind of file (an .html that is a GeoPackage...)."""
+
+
+class MissingFontError(GisError, RuntimeError):
+    """No installed font can draw Chinese characters (static maps). An environment error: exit 1."""
 
 
 class DiskFullError(GisError, OSError):
@@ -284,3 +300,64 @@ class ModelError(GisError):
     """A change model (ONNX or trained classifier) that cannot be used."""
 
     exit_code = 2
+
+
+# --- warnings ------------------------------------------------------------------
+#
+# Things done or noticed that do not stop the work. They go through
+# :func:`warnings.warn` with one of these classes, so a caller can filter or
+# escalate them by type (``warnings.simplefilter("error", GeometryRepairWarning)``,
+# ``python -W ignore::gis.errors.TextEncodingWarning``); the CLI shows them as
+# log lines.
+
+
+class GisWarning(UserWarning):
+    """Root of every warning issued by gis."""
+
+
+class GeometryRepairWarning(GisWarning):
+    """A feature's invalid geometry was repaired with ``make_valid``."""
+
+
+class TextEncodingWarning(GisWarning):
+    """A Shapefile's text was read in an encoding its .cpg does not declare."""
+
+
+class UnusedColumnWarning(GisWarning):
+    """A column that looks like a known header (``特殊青苗 户数``) but is not used: its values count as 0."""
+
+
+class AreaDistortionWarning(GisWarning):
+    """A layer's own CRS distorts areas (Web Mercator...): another one is used for every area."""
+
+
+# --- the served app (gis serve) -------------------------------------------------
+
+
+class ServeConfigError(InputError):
+    """Settings ``gis serve`` refuses to start with (a default secret outside development...)."""
+
+
+class AuthenticationError(GisError):
+    """No valid login: a bad password, token, unknown or disabled user all read the same."""
+
+    exit_code = 2
+
+
+class PermissionDenied(GisError, PermissionError):
+    """A user's role (or districts) does not allow the action; ``reason`` says why."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, reason: str = "", **kw: Any) -> None:
+        self.reason = reason or message
+        super().__init__(message, **kw)
+
+
+class UploadError(PhotoError):
+    """An uploaded file refused before anything is stored (not an image, too large,
+    a path in its name, a hash that does not match)."""
+
+
+class AccountError(InputError):
+    """A user account that cannot be made or changed as asked (unknown role, name taken...)."""

@@ -48,6 +48,7 @@ _ACCEPTS: dict[str, frozenset[str]] = {
     "html": frozenset({"text"}),
     "json": frozenset({"text"}),
     "joblib": frozenset({"binary", "zip"}),
+    "pdf": frozenset({"pdf"}),
 }
 #: How a file kind reads in a message.
 _NAMES = {"gpkg": "a GeoPackage", "sqlite": "a SQLite database (not a GeoPackage)",
@@ -69,7 +70,7 @@ def check_output(
     """Refuse an output path that would overwrite what it must not; return it as a Path.
 
     ``kind`` is what will be written (``"gpkg"``, ``"html"``, ``"xlsx"``,
-    ``"png"``, ``"tif"``, ``"json"``, ``"joblib"``). ``protected`` maps paths
+    ``"png"``, ``"tif"``, ``"json"``, ``"joblib"``, ``"pdf"``). ``protected`` maps paths
     (``None`` entries are skipped) to what they are, as a message says it:
     ``{parcels: "the --parcels input"}``. ``force`` allows writing over an
     existing file of another kind, never over a protected one.

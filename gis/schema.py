@@ -1,13 +1,19 @@
-"""Layer schemas, clearance statuses, Chinese aliases and units.
+"""Every code of the domain: layer schemas, clearance and alert statuses, alert kinds, units.
 
-The single place that knows what the layers look like (see DOMAIN.md).
+The single place that knows what the layers look like (README.md, "Layers
+(input schemas)") and which codes the data carries: clearance statuses and the
+aliases real files use for them, alert statuses and kinds, and the sets the
+rules work on (open alerts, alerts waiting for a verdict, settled alerts).
 Identifiers are English; the Chinese header of each column is an accepted
-alias, and so are the Chinese status names that real files carry.
+alias, and so are the status names people write (their labels, from
+:mod:`gis.labels`, which holds every word shown for these codes).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from gis.labels import STATUS as STATUS_LABELS
 
 #: 1 mu (亩) = 10000/15 m2.
 M2_PER_MU = 10000.0 / 15.0
@@ -31,32 +37,15 @@ STATUSES: tuple[str, ...] = (
 )
 STATUS_RANK: dict[str, int] = {s: i for i, s in enumerate(STATUSES)}
 
-STATUS_LABELS_ZH: dict[str, str] = {
-    "not_started": "未启动",
-    "surveyed": "已摸底",
-    "signed": "已签约",
-    "compensated": "已补偿",
-    "demolished": "已拆除",
-    "delivered": "净地交付",
-}
-STATUS_LABELS_EN: dict[str, str] = {
-    "not_started": "not started",
-    "surveyed": "surveyed",
-    "signed": "signed",
-    "compensated": "compensated",
-    "demolished": "demolished",
-    "delivered": "delivered (clean land)",
-}
-
-#: Values accepted in a status column, mapped to the canonical status.
+#: Values accepted in a status column, mapped to the canonical status: the codes,
+#: their Chinese and English labels, and the other names files use.
 STATUS_ALIASES: dict[str, str] = {
     **{s: s for s in STATUSES},
-    **{zh: s for s, zh in STATUS_LABELS_ZH.items()},
+    **{word.lower(): s for lang in ("zh", "en") for s, word in STATUS_LABELS[lang].items()},
     "清表": "demolished",
     "已清表": "demolished",
     "净地": "delivered",
     "已交付": "delivered",
-    "not started": "not_started",
 }
 
 #: Land counts as acquired (完成征收) from this status on.
@@ -64,6 +53,28 @@ ACQUIRED_FROM = STATUS_RANK["compensated"]
 #: Counts to clear (houses, graves...) are done from this status on.
 CLEARED_FROM = STATUS_RANK["demolished"]
 DELIVERED = STATUS_RANK["delivered"]
+
+
+# --- alerts ------------------------------------------------------------------
+
+#: Alert statuses, in lifecycle order: new -> dispatched (to a patrol team) ->
+#: illegal / legal (permit exists) / false_alarm -> (illegal) demolished -> closed.
+ALERT_STATUSES: tuple[str, ...] = (
+    "new", "dispatched", "illegal", "legal", "false_alarm", "demolished", "closed")
+#: Alerts that still need action: matched by next week's changes, sent to patrols,
+#: drawn solid on the map, counted as open in the bulletin.
+OPEN_ALERT_STATUSES: tuple[str, ...] = ("new", "dispatched", "illegal")
+#: Alerts still without a patrol's verdict: listed when they wait too long.
+WAITING_FOR_VERDICT: tuple[str, ...] = ("new", "dispatched")
+#: Verdicts a patrol records.
+VERDICT_STATUSES: tuple[str, ...] = ("illegal", "legal", "false_alarm")
+#: Settled alerts: a change over one is suppressed unless it grew or is of another kind.
+SETTLED_ALERT_STATUSES: tuple[str, ...] = tuple(s for s in ALERT_STATUSES if s not in OPEN_ALERT_STATUSES)
+#: What an alert says changed.
+ALERT_KINDS: tuple[str, ...] = ("new_structure", "new_crops", "demolished", "other")
+#: Why a patrol calls an alert a false alarm (a fixed list; words in gis.labels.REASON).
+FALSE_ALARM_REASONS: tuple[str, ...] = (
+    "seasonal_crops", "temporary_shed", "image_artefact", "existing_structure", "permit_exists")
 
 #: Counts still to clear, as in the bulletin.
 COUNT_COLUMNS: tuple[str, ...] = (
@@ -192,35 +203,3 @@ INVENTORY = LayerSchema(
 )
 
 SCHEMAS: dict[str, LayerSchema] = {s.kind: s for s in (REDLINES, PARCELS, INVENTORY)}
-
-
-# --- Chinese headers for tables people read -----------------------------------
-
-FIGURE_HEADERS_ZH: dict[str, str] = {
-    "project_id": "项目编号",
-    "name": "项目名称",
-    "district": "所属区县",
-    "project_type": "项目类型",
-    "leader": "包联领导",
-    "unit": "责任单位",
-    "total_mu": "红线内宗地面积(亩)",
-    "acquired_mu": "已征收面积(亩)",
-    "delivered_mu": "净地面积(亩)",
-    "completion_rate": "征地完成率",
-    "clean_land_rate": "净地率",
-    "houses_left": "剩余房屋(栋)",
-    "households_left": "剩余户数(户)",
-    "graves_left": "剩余坟山(穴)",
-    "special_crops_left": "剩余特殊青苗(户)",
-    "attachments_left": "剩余附着物(户)",
-    "deadline": "完成时限",
-    "overdue": "是否逾期",
-    "progressed": "本期有进度",
-    "projects": "项目个数",
-    "projects_progressed": "有进度项目个数",
-    "progress_ratio": "进度占比率",
-    "rank": "排名",
-    "list": "红黑榜",
-}
-
-LIST_LABELS_ZH = {"red": "红榜", "black": "黑榜", "": ""}

@@ -1,7 +1,8 @@
 """The weekly run: new imagery -> changes -> alerts -> figures -> maps and bulletin.
 
-:func:`run_weekly` holds the store lock for the whole run (a second run is
-refused, not queued), detects changes between the previous epoch and the new
+:func:`run_weekly` holds the store's run lock for the whole run (a second run
+is refused, not queued; people's verdicts and notes are written meanwhile),
+detects changes between the previous epoch and the new
 one (and, for projects whose freeze baseline is older than the previous
 epoch, between that baseline and the new one), updates the alerts, writes
 their chips, computes the clearance figures and commits everything to the
@@ -26,15 +27,18 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from gis.alerts.identity import freeze_baseline, overlap_pairs, project_freeze_dates, update_alerts
+from gis.alerts.identity import (freeze_baseline, growing_alerts, overlap_pairs, project_freeze_dates,
+                                  update_alerts, waiting_for_verdict)
 from gis.alerts.chips import write_chips
 from gis.errors import CoverageError, GisError, OutputWriteError, WorkspaceError
 from gis.alerts.store import now_iso
-from gis.workspace import Epoch, Workspace, load_workspace
+from gis.workspace import DEFAULT_THRESHOLDS, Epoch, Workspace, load_workspace
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[str, int, int], None]
+#: a progress report, as everywhere in gis: ``progress(done, total)``
+Progress = Callable[[int, int], None]
+#: the steps of a run, as reported to ``progress``: step ``done`` is ``STEPS[done - 1]``
 STEPS = ("figures", "detect", "alerts", "chips", "commit", "maps")
 
 
@@ -51,7 +55,7 @@ class WeeklySummary:
     new_by_district_kind: list[dict[str, Any]] = field(default_factory=list)
     new_post_freeze: int = 0
     growing: list[str] = field(default_factory=list)
-    waiting_days: int = 3
+    waiting_days: int = int(DEFAULT_THRESHOLDS["waiting_days"])
     waiting: list[dict[str, Any]] = field(default_factory=list)
     overdue_projects: list[dict[str, Any]] = field(default_factory=list)
     outputs: dict[str, str] = field(default_factory=dict)
@@ -80,7 +84,7 @@ def _default_detect() -> Callable[..., gpd.GeoDataFrame]:
 
 def _detect_run(ws: Workspace, cur: Epoch, prev: Epoch, redlines: gpd.GeoDataFrame,
                 detect: Callable[..., gpd.GeoDataFrame], workers: int = 1,
-                windows: Callable[[int, int], None] | None = None) -> gpd.GeoDataFrame:
+                windows: Progress | None = None) -> gpd.GeoDataFrame:
     """Changes since the previous epoch, plus changes since older freeze baselines."""
     # detection keeps its per-kind minimum areas; the workspace minimum is applied to alerts
     kw: dict[str, Any] = dict(inventory=ws.inventory, parcels=ws.parcels)
@@ -125,20 +129,28 @@ def _empty_changes(crs: Any) -> gpd.GeoDataFrame:
 def run_weekly(workspace: Workspace | str | os.PathLike, epoch: dt.date | str | None = None,
                progress: bool | Progress = False, *, detect: Callable[..., gpd.GeoDataFrame] | None = None,
                today: dt.date | None = None, maps: bool = True, by: str = "weekly",
-               out_dir: str | os.PathLike | None = None, workers: int = 1) -> WeeklySummary:
+               out_dir: str | os.PathLike | None = None, workers: int = 1,
+               detect_progress: Progress | None = None) -> WeeklySummary:
     """Run one weekly cycle on ``epoch`` (default: the latest) and return its summary.
 
-    ``progress`` may be a callable ``(step, done, total)`` (the CLI passes one
-    that drives a progress bar); ``detect`` replaces gis.detect.detect_changes
+    ``progress`` may be a callable ``progress(done, total)``, called as each step
+    starts (step ``done`` of ``total``, named ``STEPS[done - 1]``), and
+    ``detect_progress`` one called as detection's windows are done (windows done,
+    windows in all): the CLI drives its bar with both; ``progress=True`` only logs
+    the steps. ``detect`` replaces gis.detect.detect_changes
     (tests); ``today`` is the run date (status_since of new alerts, overdue
     projects, alerts waiting for a verdict); ``out_dir`` overrides the
     workspace's out folder for the map and bulletin; ``workers`` goes to detection.
     """
     ws = workspace if isinstance(workspace, Workspace) else load_workspace(workspace)
     # the library never prints: a callable drives the CLI's bar, True only logs the steps
-    report: Progress = progress if callable(progress) else (
-        (lambda step, done, total: log.info("weekly: %s (%d/%d)", step, done, total)) if progress
-        else (lambda step, done, total: None))
+
+    def report(step: str, done: int, total: int) -> None:
+        if callable(progress):
+            progress(done, total)
+        elif progress:
+            log.info("weekly: %s (%d/%d)", step, done, total)
+
     today = today or dt.date.today()
     cur = ws.epoch(epoch)
     prev = ws.previous_epoch(cur)
@@ -146,12 +158,9 @@ def run_weekly(workspace: Workspace | str | os.PathLike, epoch: dt.date | str | 
     started = now_iso()
     run_id = f"{started}-{uuid.uuid4().hex[:8]}"
     step = iter(range(1, len(STEPS) + 1))
-    with store.lock("weekly"):
+    with store.run_lock("weekly"):  # a second run is refused; people's writes are not
         report("figures", next(step), len(STEPS))
-        from gis.clearance.pipeline import clearance  # heavy: read layers, overlay, figures
-        clear = clearance(ws.redlines, ws.parcels, previous=ws.previous_parcels, inventory=ws.inventory,
-                          as_of=today, working_crs=ws.working_crs, min_redline_m2=ws.min_redline_m2,
-                          id_from_layer=ws.id_from_layer)
+        clear = ws.clearance(today)  # read layers, overlay, figures, as gis.toml says
         check_coverage(ws, clear.redlines, [e for e in (cur, prev) if e is not None])
         report("detect", next(step), len(STEPS))
         if prev is None:
@@ -159,31 +168,34 @@ def run_weekly(workspace: Workspace | str | os.PathLike, epoch: dt.date | str | 
             log.info("epoch %s is the first: it is the baseline, nothing to compare", cur.date)
         else:
             changes = _detect_run(ws, cur, prev, clear.redlines, detect or _default_detect(), workers,
-                                  lambda done, total: report(f"detect {done}/{total}", 2, len(STEPS)))
+                                  detect_progress)
         report("alerts", next(step), len(STEPS))
         th = ws.thresholds
+        before = store.alerts()  # read now, committed at the end: people's writes go on meanwhile
+        up = update_alerts(before, changes, epoch_date=cur.date,
+                           previous_date=prev.date if prev else None,
+                           epoch_dates=[e.date for e in ws.epochs], redlines=clear.redlines,
+                           parcels=clear.parcels, freeze_dates=ws.freeze_dates,
+                           overlap_ratio=th["overlap_ratio"], growth=th["growth"],
+                           min_area_m2=th["min_area_m2"], run_date=today, now=started, by=by)
+        report("chips", next(step), len(STEPS))
+        try:
+            alerts = _with_chips(up.alerts, ws, store.store_dir, cur, prev)
+        except OutputWriteError as exc:  # nothing is committed
+            raise OutputWriteError(f"{exc.message}; nothing was committed, the store is unchanged",
+                                   path=exc.path, hint="free disk space or make the store's folder "
+                                                       "writable, then run `gis weekly` again") from exc
+        report("commit", next(step), len(STEPS))
+        inputs = {str(p.relative_to(ws.root) if p.is_relative_to(ws.root) else p): file_sha256(p)
+                  for p in (ws.redlines, ws.parcels, ws.previous_parcels, ws.inventory,
+                            cur.ortho, cur.dsm, *((prev.ortho, prev.dsm) if prev else ()))
+                  if p is not None}
+        summary = _summary(run_id, cur, prev, changes, up, alerts, clear, th, today)
+        # one short transaction: new alerts inserted, the run's own columns merged into
+        # the others (a verdict, note or photo recorded while detecting is kept)
         with store.transaction(by=by, command="weekly", run_id=run_id) as tx:
-            up = update_alerts(tx.alerts, changes, epoch_date=cur.date,
-                               previous_date=prev.date if prev else None,
-                               epoch_dates=[e.date for e in ws.epochs], redlines=clear.redlines,
-                               parcels=clear.parcels, freeze_dates=ws.freeze_dates,
-                               overlap_ratio=th["overlap_ratio"], growth=th["growth"],
-                               min_area_m2=th["min_area_m2"], run_date=today, now=started, by=by)
-            report("chips", next(step), len(STEPS))
-            try:
-                alerts = _with_chips(up.alerts, ws, store.store_dir, cur, prev)
-            except OutputWriteError as exc:  # the transaction is not committed
-                raise OutputWriteError(f"{exc.message}; nothing was committed, the store is unchanged",
-                                       path=exc.path, hint="free disk space or make the store's folder "
-                                                           "writable, then run `gis weekly` again") from exc
-            tx.alerts = alerts
+            tx.merge_run(before, alerts)
             tx.add_events([{**e, "by": by} for e in up.events])
-            report("commit", next(step), len(STEPS))
-            inputs = {str(p.relative_to(ws.root) if p.is_relative_to(ws.root) else p): file_sha256(p)
-                      for p in (ws.redlines, ws.parcels, ws.previous_parcels, ws.inventory,
-                                cur.ortho, cur.dsm, *((prev.ortho, prev.dsm) if prev else ()))
-                      if p is not None}
-            summary = _summary(run_id, cur, prev, changes, up, alerts, clear, th, today)
             tx.run = {"run_id": run_id, "command": "weekly", "epoch": cur.date.isoformat(),
                       "previous_epoch": prev.date.isoformat() if prev else "", "started": started,
                       "finished": now_iso(), "inputs": inputs, "parameters": th,
@@ -258,15 +270,12 @@ def _summary(run_id, cur, prev, changes, up, alerts, clear, th, today) -> Weekly
         counts = new.groupby(["district", "kind"]).size().reset_index(name="count")
         s.new_by_district_kind = counts.to_dict("records")
         s.new_post_freeze = int(new["post_freeze"].sum())
-    s.growing = sorted(alerts.loc[alerts["growing"] & alerts["status"].isin(("new", "dispatched", "illegal")),
-                                  "alert_id"])
-    since = pd.to_datetime(alerts["status_since"], errors="coerce")
-    days = (pd.Timestamp(today) - since).dt.days
-    waiting = alerts[alerts["status"].isin(("new", "dispatched")) & (days > th["waiting_days"])]
+    # the bulletin lists alerts by the same two rules (gis.alerts.identity)
+    s.growing = sorted(growing_alerts(alerts)["alert_id"])
     s.waiting_days = int(th["waiting_days"])
+    waiting = waiting_for_verdict(alerts, today, s.waiting_days)
     s.waiting = [{"alert_id": r.alert_id, "district": r.district, "status": r.status,
-                  "since": r.status_since, "days": int(d)}
-                 for r, d in zip(waiting.itertuples(), days[waiting.index])]
+                  "since": r.status_since, "days": int(r.waiting_days)} for r in waiting.itertuples()]
     proj = clear.projects
     if "overdue" in proj:
         od = proj[proj["overdue"].fillna(False).astype(bool)]
@@ -293,6 +302,7 @@ def _write_products(ws: Workspace, clear, store, cur: Epoch, prev: Epoch | None,
         "bulletin": str(write_bulletin(clear, folder / f"bulletin_{stamp}.html", alerts=alerts,
                                        store_dir=store.store_dir, xlsx=folder / f"figures_{stamp}.xlsx",
                                        as_of=today, lang=ws.lang,
+                                       waiting_days=int(ws.thresholds["waiting_days"]),
                                        period_start=prev.date + dt.timedelta(days=1) if prev else None)),
     }
 

@@ -4,7 +4,10 @@ The toml names the layers, the imagery epochs by survey date, per-project
 freeze dates, the alert store, thresholds and the working CRS. Paths in it
 are relative to the workspace folder, so a workspace can be copied or moved
 as a whole. :func:`init_workspace` writes a commented file;
-:func:`load_workspace` reads and validates it before any work starts.
+:func:`load_workspace` reads and validates it before any work starts. A
+:class:`Workspace` loads what its commands need itself: its clearance
+figures (:meth:`Workspace.clearance`), its alert store, and both together
+as the maps and the bulletin show them (:meth:`Workspace.snapshot`).
 """
 
 from __future__ import annotations
@@ -65,6 +68,8 @@ class Workspace:
     freeze_dates: dict[str, dt.date] = field(default_factory=dict)
     out: Path | None = None
     store_backups: int = DEFAULT_STORE_BACKUPS
+    #: A PostGIS store's URL (``store = "postgresql://..."`` or env GIS_STORE); "" for a GeoPackage.
+    store_url: str = ""
     #: [layers] min_redline_m2 / id_from_layer: how red lines are read (see gis.clearance.layers).
     min_redline_m2: float = 1.0
     id_from_layer: bool = False
@@ -82,12 +87,39 @@ class Workspace:
         """The workspace's record of its store's commits (see gis.alerts.store)."""
         return self.root / STATE_NAME
 
+    @property
+    def latest_epoch(self) -> Epoch | None:
+        """The newest imagery epoch, None when the workspace has none yet."""
+        return self.epochs[-1] if self.epochs else None
+
+    def clearance(self, as_of: dt.date | None = None):
+        """The clearance figures of the workspace's layers, read as its gis.toml says.
+
+        ``as_of`` (the day overdue projects are counted at) defaults to the
+        latest imagery date, else today. A :class:`gis.clearance.pipeline.Clearance`.
+        """
+        # heavy (geopandas, the overlay): only commands that need it pay for it
+        from gis.clearance.pipeline import clearance
+
+        epoch = self.latest_epoch
+        return clearance(self.redlines, self.parcels, previous=self.previous_parcels, inventory=self.inventory,
+                         as_of=as_of or (epoch.date if epoch else dt.date.today()),
+                         working_crs=self.working_crs or None, min_redline_m2=self.min_redline_m2,
+                         id_from_layer=self.id_from_layer)
+
+    def snapshot(self, as_of: dt.date | None = None) -> Snapshot:
+        """What the workspace's maps and bulletin show as of ``as_of`` (default: the latest imagery date)."""
+        c = self.clearance(as_of)
+        store = self.open_store(crs=c.crs)
+        return Snapshot(clearance=c, alerts=store.alerts() if store.present() else None,
+                        epoch=self.latest_epoch, as_of=c.as_of, store_dir=self.store_dir, lang=self.lang)
+
     def open_store(self, crs: Any = None):
-        """The workspace's alert store, with its record and backups (gis.alerts.store.GeoPackageStore)."""
+        """The workspace's alert store (GeoPackage or PostGIS), with its record and backups."""
         from gis.alerts.store import open_store  # heavy (geopandas): only commands that need it
 
-        return open_store(self.store, crs=crs or self.working_crs, record=self.state_path,
-                          backups=self.store_backups)
+        return open_store(self.store_url or self.store, crs=crs or self.working_crs, record=self.state_path,
+                          backups=self.store_backups, store_dir=self.store_dir)
 
     def epoch(self, date: dt.date | str | None = None) -> Epoch:
         """The epoch of ``date`` (ISO string or date), or the latest one."""
@@ -106,6 +138,18 @@ class Workspace:
     def previous_epoch(self, epoch: Epoch) -> Epoch | None:
         earlier = [e for e in self.epochs if e.date < epoch.date]
         return earlier[-1] if earlier else None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the maps and the bulletin of a workspace show, as of one day (:meth:`Workspace.snapshot`)."""
+
+    clearance: Any  # gis.clearance.pipeline.Clearance
+    alerts: Any  # GeoDataFrame of the store's alerts; None before the first weekly run
+    epoch: Epoch | None  # the latest imagery epoch (its orthophoto is the map's background)
+    as_of: dt.date
+    store_dir: Path  # alert chips and field photos are under it
+    lang: str
 
 
 def _as_date(value: Any, what: str, path: Path) -> dt.date:
@@ -295,7 +339,11 @@ def load_workspace(directory: str | os.PathLike) -> Workspace:
     lang = str(cfg.get("lang", "zh"))
     if lang not in ("zh", "en"):
         raise WorkspaceError(f"lang = {lang!r}", path=toml_path, hint='use "zh" or "en"')
-    store = root / str(cfg.get("store", "store.gpkg"))
+    # GIS_STORE (a path or a postgresql:// URL) wins over gis.toml's store
+    store_value = os.environ.get("GIS_STORE") or str(cfg.get("store", "store.gpkg"))
+    store_url = store_value if store_value.split(":", 1)[0].lower().startswith("postgres") else ""
+    # a PostGIS store keeps its chips and photo copies in the workspace folder
+    store = root / ("store.gpkg" if store_url else store_value)
     backups = cfg.get("store_backups", DEFAULT_STORE_BACKUPS)
     if isinstance(backups, bool) or not isinstance(backups, int) or backups < 0:
         raise WorkspaceError(f"store_backups = {backups!r} is not understood", path=toml_path,
@@ -314,6 +362,7 @@ def load_workspace(directory: str | os.PathLike) -> Workspace:
         freeze_dates=freeze,
         out=(root / str(cfg.get("out", "out"))).resolve(),
         store_backups=backups,
+        store_url=store_url,
         min_redline_m2=float(min_redline_m2),
         id_from_layer=id_from_layer,
     )

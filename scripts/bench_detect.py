@@ -196,7 +196,7 @@ def main(argv=None) -> int:
         tbs.append(full_read([before, after], args.workers))
     ta, tb, rss_gb = float(np.median(tas)), float(np.median(tbs)), max(rss) / 1e9
     cpu = float(np.median(cpus))
-    from gis.imagery.pair import open_pair, windows_within
+    from gis.imagery import open_pair, windows_within
     pair = open_pair(before, after)
     wins = windows_within(pair.grid, gpd.read_file(red).geometry.values, buffer=20.0, block=512)
     processed = sum(w.width * w.height for w, _ in wins)

@@ -7,7 +7,7 @@ peak memory is its own:
 
 (a)  gis in memory: ``gis.clearance.pipeline.clearance`` on the two GeoDataFrames —
      validation, overlay and project + district figures, end to end;
-(a') gis streamed: ``gis.clearance.stream.stream_clearance`` from the GeoParquet files,
+(a') gis streamed: ``gis.clearance.pipeline.clearance`` in batches, from the GeoParquet files,
      reading included (what ``gis overlay`` does for large files);
 (b)  plain geopandas: ``geopandas.overlay(how="intersection")`` then a
      groupby of areas by project and status class.
@@ -109,11 +109,11 @@ def run_gis(folder: str):
 
 
 def run_gis_stream(folder: str):
-    """(a') streamed from the file: reading included, batches of 200k parcels."""
-    from gis.clearance.stream import stream_clearance
+    """(a') streamed from the file: reading included, batches of DEFAULT_BATCH (100k) parcels."""
+    from gis.clearance.pipeline import DEFAULT_BATCH, clearance
 
     t0 = time.perf_counter()
-    c = stream_clearance(f"{folder}/redlines.parquet", f"{folder}/parcels.parquet")
+    c = clearance(f"{folder}/redlines.parquet", f"{folder}/parcels.parquet", batch_size=DEFAULT_BATCH)
     elapsed = time.perf_counter() - t0
     return (elapsed, *_answer(c.projects), len(c.pieces), None, None)
 

@@ -11,9 +11,18 @@ Debian's ``chromium`` (installed by ``make system``), so it works the same on a
 fresh machine and offline.
 
 Network policy: every request whose URL is not ``file:``, ``data:``,
-``blob:`` or ``about:`` is blocked and recorded in ``external_requests``;
+``blob:`` or ``about:`` (or does not start with one of the ``allow`` prefixes,
+e.g. the test's own ``http://127.0.0.1:PORT/`` server) is blocked and recorded
+in ``external_requests``;
 failed loads go to ``failed_requests``, JavaScript dialogs (``alert``...) to
 ``dialogs`` (and are dismissed), uncaught exceptions to ``exceptions``.
+
+For the served phone app: ``mobile=True`` emulates a touch phone of the given
+size, :meth:`Browser.set_offline` cuts the page *and* its service workers off
+the network (DevTools' offline emulation applies per target),
+:meth:`Browser.set_geolocation` fixes the position ``navigator.geolocation``
+reports, :meth:`Browser.set_files` puts files into an ``<input type=file>`` as
+if picked, and :meth:`Browser.wait_for` polls an expression.
 """
 
 from __future__ import annotations
@@ -67,8 +76,11 @@ class Browser:
     """
 
     def __init__(self, *, width: int = 1280, height: int = 860, timeout: float = 60.0,
-                 executable: str | None = None) -> None:
+                 executable: str | None = None, mobile: bool = False, scale: float = 1,
+                 allow: tuple[str, ...] = ()) -> None:
         self.width, self.height, self.timeout = width, height, timeout
+        self.mobile, self.scale, self.allow = mobile, scale, tuple(allow)
+        self.offline = False
         self.executable = executable or find_chromium()
         self.external_requests: list[str] = []
         self.failed_requests: list[dict] = []
@@ -129,7 +141,10 @@ class Browser:
         for domain in ("Page", "Runtime", "Network", "Log"):
             self.send(f"{domain}.enable")
         self.send("Emulation.setDeviceMetricsOverride",
-                  {"width": self.width, "height": self.height, "deviceScaleFactor": 1, "mobile": False})
+                  {"width": self.width, "height": self.height, "deviceScaleFactor": self.scale,
+                   "mobile": self.mobile})
+        if self.mobile:
+            self.send("Emulation.setTouchEmulationEnabled", {"enabled": True, "maxTouchPoints": 5})
         # Everything that is not a local file or inline data goes through Fetch and is refused.
         self.send("Fetch.enable", {"patterns": [{"urlPattern": "*"}]})
 
@@ -181,7 +196,7 @@ class Browser:
         method, p = msg.get("method"), msg.get("params", {})
         if method == "Fetch.requestPaused":
             url = p["request"]["url"]
-            if url.startswith(LOCAL_SCHEMES):
+            if url.startswith(LOCAL_SCHEMES) or (self.allow and url.startswith(self.allow)):
                 self._post("Fetch.continueRequest", {"requestId": p["requestId"]})
             else:
                 self.external_requests.append(url)
@@ -199,12 +214,14 @@ class Browser:
         elif method == "Log.entryAdded" and p.get("entry", {}).get("level") == "error":
             self.console_errors.append(p["entry"].get("text", ""))
 
-    def _post(self, method: str, params: dict | None = None, session: bool = True) -> int:
+    def _post(self, method: str, params: dict | None = None, session: bool | str = True) -> int:
         with self._cond:
             self._next_id += 1
             mid = self._next_id
         msg: dict[str, Any] = {"id": mid, "method": method, "params": params or {}}
-        if session and self._session:
+        if isinstance(session, str):
+            msg["sessionId"] = session
+        elif session and self._session:
             msg["sessionId"] = self._session
         data = json.dumps(msg).encode() + b"\0"
         try:
@@ -214,9 +231,12 @@ class Browser:
             raise BrowserError(f"Chromium pipe closed while sending {method}") from exc
         return mid
 
-    def send(self, method: str, params: dict | None = None, *, session: bool = True,
+    def send(self, method: str, params: dict | None = None, *, session: bool | str = True,
              timeout: float | None = None) -> dict:
-        """Send one protocol command and wait for its result."""
+        """Send one protocol command and wait for its result.
+
+        ``session``: True for the page, False for the browser, or a session id
+        (a worker attached by :meth:`set_offline`)."""
         mid = self._post(method, params, session)
         deadline = time.monotonic() + (timeout or self.timeout)
         with self._cond:
@@ -282,3 +302,72 @@ class Browser:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(base64.b64decode(data))
         return path
+
+    # --- the served phone app: network, position, files -------------------------
+
+    def wait_for(self, expression: str, *, timeout: float | None = None, what: str = "") -> Any:
+        """Poll ``expression`` until it is truthy in JavaScript."""
+        deadline = time.monotonic() + (timeout or self.timeout)
+        while True:
+            value = self.evaluate(f"!!({expression})")
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise BrowserError(f"{what or expression} not true after {timeout or self.timeout:.0f} s",
+                                   hint=f"exceptions: {self.exceptions[:3]}; console: {self.console_errors[:3]}")
+            time.sleep(0.1)
+
+    def _worker_sessions(self) -> list[str]:
+        """Session ids of the page's service workers (attached once, flat)."""
+        known = getattr(self, "_workers", {})
+        self._workers = known
+        for info in self.send("Target.getTargets", session=False).get("targetInfos", []):
+            if info.get("type") in ("service_worker", "worker", "shared_worker") \
+                    and info["targetId"] not in known:
+                attached = self.send("Target.attachToTarget",
+                                     {"targetId": info["targetId"], "flatten": True}, session=False)
+                known[info["targetId"]] = attached["sessionId"]
+                try:
+                    self.send("Network.enable", session=attached["sessionId"])
+                except BrowserError:
+                    pass
+        return list(known.values())
+
+    def set_offline(self, offline: bool = True) -> None:
+        """Cut (or restore) the network of the page and of its service workers.
+
+        The page also receives the ``offline`` / ``online`` events a phone
+        would fire. Requests already answered from caches keep working."""
+        conditions = {"offline": offline, "latency": 0, "downloadThroughput": -1,
+                      "uploadThroughput": -1}
+        self.send("Network.emulateNetworkConditions", conditions)
+        for sid in self._worker_sessions():
+            try:
+                self.send("Network.emulateNetworkConditions", conditions, session=sid)
+            except BrowserError:  # a worker that has stopped
+                pass
+        self.offline = offline
+
+    def set_cache_disabled(self, disabled: bool = True) -> None:
+        """Bypass the HTTP cache (not Cache Storage nor the service worker)."""
+        self.send("Network.setCacheDisabled", {"cacheDisabled": disabled})
+
+    def set_geolocation(self, lat: float, lon: float, accuracy: float = 5.0, *,
+                        origin: str | None = None) -> None:
+        """Let ``origin`` (every origin when None) read this position from navigator.geolocation."""
+        params: dict[str, Any] = {"permissions": ["geolocation"]}
+        if origin:
+            params["origin"] = origin
+        self.send("Browser.grantPermissions", params, session=False)
+        self.send("Emulation.setGeolocationOverride",
+                  {"latitude": lat, "longitude": lon, "accuracy": accuracy})
+
+    def set_files(self, selector: str, paths: list[str | Path]) -> None:
+        """Pick ``paths`` in the ``<input type=file>`` matched by ``selector``
+        (fires its input and change events as a person's choice would)."""
+        res = self.send("Runtime.evaluate", {"expression": f"document.querySelector({json.dumps(selector)})"})
+        obj = res.get("result", {}).get("objectId")
+        if not obj:
+            raise BrowserError(f"no element matches {selector!r}")
+        self.send("DOM.setFileInputFiles", {"files": [str(Path(p).resolve()) for p in paths],
+                                            "objectId": obj})

@@ -2,6 +2,8 @@
 
 Builders return exactly the data each test states; the demo county is the
 seeded synthetic county of :mod:`gis.synthetic.county`, built once per test session.
+PostgreSQL: ``pg_server`` is a throwaway PostGIS server started by the tests
+(see ``tests/pg.py``), ``pg_url`` a fresh PostGIS database on it per test.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import geopandas as gpd
 import pandas as pd
 import pytest
 import shapely
+
+from pg import start_for_tests
 
 GK = "EPSG:4547"  # CGCS2000 / 3-degree Gauss-Kruger CM 114E
 X0, Y0 = 500_000.0, 3_400_000.0
@@ -93,3 +97,34 @@ def demo_clearance(demo_county):
 def write(gdf: gpd.GeoDataFrame, path: Path, **kw) -> Path:
     gdf.to_file(path, **kw)
     return path
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A private PostgreSQL + PostGIS server for the session, stopped at its end.
+
+    Skips when PostgreSQL/PostGIS is not installed, except under CI=true,
+    where it fails (see tests/pg.py).
+    """
+    server = start_for_tests()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server):
+    """SQLAlchemy URL of a fresh, empty database with PostGIS, dropped after the test."""
+    name = pg_server.new_database()
+    yield pg_server.url(name)
+    pg_server.drop_database(name)
+
+
+@pytest.fixture(params=["gpkg", "postgis"])
+def store_url(request):
+    """Where a test's alert store lives, once per backend: ``store.gpkg`` (a GeoPackage in
+    the workspace) or the URL of a fresh PostGIS database (see ``pg_url``). Tests write it
+    as ``store`` in gis.toml (tests/storedata.py: ``use_store``), so the store's test suite
+    runs unchanged against both backends."""
+    if request.param == "gpkg":
+        return "store.gpkg"
+    return request.getfixturevalue("pg_url")

@@ -87,8 +87,8 @@ def test_export_import_and_lock_through_the_cli(ws, tmp_path):
     assert "applied 1 alerts" in gis("alerts", "import", out, "--workspace", ws, "--by", "巡查").output
     shown = json.loads(gis("alerts", "show", aid, "--workspace", ws, "--json").output)
     assert shown["status"] == "false_alarm" and shown["updated_by"] == "巡查"
-    lock = ws / "store.gpkg.lock"
-    lock.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                                "started": "2026-11-21T09:00:00+00:00", "command": "weekly"}))
+    with contextlib.closing(sqlite3.connect(ws / "store.gpkg")) as con, con:  # a live run's lock row
+        con.execute("INSERT INTO run_lock VALUES ('weekly', ?, ?, '2026-11-21T09:00:00+00:00', 'weekly')",
+                    (os.getpid(), socket.gethostname()))
     refused = gis("weekly", "--workspace", ws, "--no-maps", ok=False)
     assert refused.exit_code == 3 and f"pid {os.getpid()}" in refused.output

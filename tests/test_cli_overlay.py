@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import geopandas as gpd
 import openpyxl
 import pyogrio
 import pytest
+import shapely
 from click.testing import CliRunner
 
+from conftest import X0, Y0
 from gis.cli import main
 from gis.clearance.pipeline import clearance, write_clearance
 
@@ -70,3 +75,22 @@ def test_interrupted_write_keeps_previous_file(small_layers, tmp_path, monkeypat
         write_clearance(c, out)
     assert out.read_bytes() == before
     assert [p.name for p in out.parent.iterdir()] == ["figures.gpkg"]  # no half file left behind
+
+
+def test_repairs_are_logged_as_their_warning_class_and_quiet_hides_them(small_layers, tmp_path):
+    s = small_layers
+    bowtie = shapely.Polygon([(X0, Y0), (X0 + 10, Y0 + 10), (X0 + 10, Y0), (X0, Y0 + 10)])
+    bad = s["parcels"].copy()
+    bad.loc[0, "geometry"] = bowtie
+    path = tmp_path / "bow.gpkg"
+    bad.to_file(path)
+    args = ["overlay", "--redlines", str(s["redlines_path"]), "--parcels", str(path)]
+    loud = subprocess.run([sys.executable, "-m", "gis", *args, "--out", str(tmp_path / "a.gpkg")],
+                          capture_output=True, text=True)
+    assert loud.returncode == 0, loud.stderr
+    lines = [ln for ln in loud.stderr.splitlines() if "GeometryRepairWarning" in ln]
+    assert len(lines) == 1 and "bow.gpkg: repaired parcels p1: Self-intersection" in lines[0]
+    assert "warnings.warn" not in loud.stderr  # a log line, not Python's two-line warning
+    quiet = subprocess.run([sys.executable, "-m", "gis", "-q", *args, "--out", str(tmp_path / "b.gpkg")],
+                           capture_output=True, text=True)
+    assert quiet.returncode == 0 and "Warning" not in quiet.stderr

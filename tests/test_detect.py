@@ -82,7 +82,7 @@ def test_edge_piece_groups_match_scipy():
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    from gis.detect.run import _components
+    from gis.detect.output import _components
     rng = np.random.default_rng(5)
     for _ in range(100):
         n, k = int(rng.integers(1, 40)), int(rng.integers(0, 60))
@@ -224,7 +224,7 @@ def test_black_collar_without_nodata_is_not_change(scene, tmp_path, caplog):
 
 
 def test_black_collar_is_large_black_areas_and_their_fringe():
-    from gis.imagery.pair import COLLAR_FRINGE_PX, black_collar
+    from gis.imagery.reading import COLLAR_FRINGE_PX, black_collar
 
     data = np.full((3, 200, 200), 90, np.float32)
     assert black_collar(data, 2, 1.0) is None

@@ -139,7 +139,7 @@ def test_area_mask_is_rasterize_up_to_the_outline(seed):
     within a pixel of the outline; holes and multi-part zones are kept."""
     from rasterio.features import rasterize
 
-    from gis.detect.run import _area_mask
+    from gis.imagery.windows import area_mask as _area_mask
 
     rng = np.random.default_rng(seed)
     tf = from_origin(1000.0, 2000.0, 1.0, 1.0)

@@ -16,7 +16,8 @@ from rasterio.windows import Window
 from gis.cli import main
 from gis.detect import detect_changes
 from gis.detect.register import estimate_offset, estimate_shift
-from gis.imagery.pair import _dataset, _window_shift, open_pair, read_window
+from gis.imagery.pair import open_pair
+from gis.imagery.reading import _dataset, _window_shift, read_window
 
 
 def _offset(src_path, out, dx, dy):

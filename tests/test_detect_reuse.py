@@ -8,18 +8,18 @@ import numpy as np
 import shapely
 from detect_fixtures import scene  # noqa: F401
 
-from gis.detect import detect_changes, run
+from gis.detect import detect_changes, sampling, window
 from gis.detect.features import compute_features
 from gis.detect.scene import estimate_stats
-from gis.imagery.pair import close_datasets, open_pair, windows_within
+from gis.imagery import close_datasets, gdal_env, open_pair, windows_within
 
 
 def test_sample_features_are_the_windows_features(scene):
     pair = open_pair(scene["before"], scene["after"])
     windows = [(w, w) for w, _ in windows_within(pair.grid, block=256)]
     kept, order, feats = {}, [], []
-    with run._gdal_env():
-        stats = estimate_stats(run._sample(pair, windows, 6, 2, kept, order), res=1.0, features=feats)
+    with gdal_env():
+        stats = estimate_stats(sampling.sample_windows(pair, windows, 6, 2, kept, order), res=1.0, features=feats)
     close_datasets()
     assert len(order) == len(feats) == 6 and set(kept) == set(order)
     for i, f in zip(order, feats):
@@ -36,8 +36,8 @@ def test_sample_features_are_the_windows_features(scene):
 def test_reusing_the_sample_changes_no_object(scene, monkeypatch):
     fast = detect_changes(scene["before"], scene["after"], block=256)
     # the same run with every window computed from scratch
-    plain_run = run._run_window
-    monkeypatch.setattr(run, "_run_window", lambda task, data, features=None: plain_run(task, None, None))
+    plain_run = window._run_window
+    monkeypatch.setattr(window, "_run_window", lambda task, data, features=None: plain_run(task, None, None))
     plain = detect_changes(scene["before"], scene["after"], block=256)
     assert len(fast) >= 5 and len(fast) == len(plain)
     assert (fast.kind == plain.kind).all()

@@ -1,4 +1,4 @@
-"""gis.imagery.pair: validation errors, dates, alignment onto the after grid, windows."""
+"""gis.imagery: validation errors, dates, alignment onto the after grid, windows."""
 
 import logging
 
@@ -10,7 +10,7 @@ import shapely
 
 from detect_fixtures import BOUNDS, CRS, X0, Y0, ortho, scene  # noqa: F401 (fixture)
 from gis.errors import BandMismatchError, CorruptRasterError, DSMDateError, MissingCRSError, RasterAlignmentError
-from gis.imagery.pair import close_datasets, open_pair, raster_date, read_window, windows_within
+from gis.imagery import close_datasets, open_pair, raster_date, read_window, windows_within
 from gis.synthetic.render import render_dsm
 
 
@@ -98,7 +98,7 @@ def test_other_crs_and_resolution_is_warped_onto_after_grid(tmp_path, scene):
 
 
 def test_open_files_are_reused_and_a_rewritten_file_is_read_again(tmp_path, scene):
-    import gis.imagery.pair as im
+    import gis.imagery.reading as im
     p = tmp_path / "b.tif"
     with rasterio.open(scene["before"]) as src:
         prof, data = src.profile, src.read()
@@ -125,7 +125,7 @@ def test_average_overviews_are_read_other_overviews_ignored(tmp_path, scene):
 
     from rasterio.enums import Resampling
 
-    import gis.imagery.pair as im
+    import gis.imagery.reading as im
     from gis.detect import detect_changes
     close_datasets()
     plain = open_pair(scene["before"], scene["after"])

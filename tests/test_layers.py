@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import geopandas as gpd
 import numpy as np
 import pandas as pd
@@ -103,6 +105,24 @@ def test_invalid_geometry_is_repaired_and_reported():
     assert "Self-intersection" in rep.repairs[0]["reason"]
     assert out.geometry.is_valid.all()
     assert out.geometry.iloc[1].area == pytest.approx(50.0)
+
+
+def test_repairs_and_warnings_are_warning_classes_a_caller_can_filter(tmp_path):
+    bowtie = shapely.Polygon([(X0, Y0), (X0 + 10, Y0 + 10), (X0 + 10, Y0), (X0, Y0 + 10)])
+    gdf = _parcels(2)
+    gdf.loc[1, "geometry"] = bowtie
+    with pytest.warns(errors.GeometryRepairWarning, match="repaired parcels p1: Self-intersection"):
+        layers.read_parcels(gdf)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", errors.GeometryRepairWarning)
+        with pytest.raises(errors.GeometryRepairWarning):
+            layers.read_parcels(gdf)
+    odd = _parcels(2).drop(columns="special_crops")
+    odd["特殊青苗 户数"] = [1, 2]  # looks like special_crops, which the layer lacks
+    with pytest.warns(errors.UnusedColumnWarning, match="looks like special_crops") as seen:
+        layers.read_parcels(odd)
+    assert all(issubclass(w.category, errors.GisWarning) for w in seen)
+    assert issubclass(errors.GisWarning, UserWarning)
 
 
 def test_empty_geometry_lists_every_id():

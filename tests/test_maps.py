@@ -12,8 +12,9 @@ import shapely
 
 import mapsdata
 from gis.products import mapdata
-from gis.products.webmap import UnknownProjectError, clearance_map_html, write_clearance_map, write_static_map
-from gis.products.staticmap import MissingFontError
+from gis.errors import MissingFontError, UnknownProjectError
+from gis.products.staticmap import write_static_map
+from gis.products.webmap import clearance_map_html, write_clearance_map
 
 
 @pytest.fixture(scope="module")

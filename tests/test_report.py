@@ -10,8 +10,10 @@ import pytest
 from click.testing import CliRunner
 
 import mapsdata
-from gis.products.bulletin import WAIT_DAYS, bulletin_tables, write_bulletin
-from gis.schema import FIGURE_HEADERS_ZH
+from gis.labels import HEADERS
+from gis.products.bulletin import DEFAULT_WAITING_DAYS as WAIT_DAYS, bulletin_tables, write_bulletin
+
+FIGURE_HEADERS_ZH = HEADERS["zh"]
 
 
 @pytest.fixture(scope="module")

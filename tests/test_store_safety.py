@@ -1,7 +1,8 @@
 """The alert store against lost, corrupt and full-disk files (issue 15, points 9-11, 14-16).
 
-A deleted or mistyped store is an error, never an empty store; every commit
-keeps a backup and `gis store restore` puts one back; a corrupt store is
+A deleted or mistyped store is an error, never an empty store; every weekly
+run (and other commits at most daily) keeps a backup and `gis store restore`
+puts one back; a corrupt store is
 refused before anything is written; a full disk leaves the store as it was;
 a commit keeps the file's mode and group; a killed writer's temporary files
 are removed by the next write of the same output.
@@ -25,6 +26,7 @@ import pyogrio
 import pytest
 from click.testing import CliRunner
 
+import gis.alerts.safety as safety_module
 import gis.alerts.store as store_module
 from alertsdata import DATES, FakeDetect, changes, make_workspace, spot_in
 from gis.cli import main
@@ -33,6 +35,7 @@ from gis.alerts.lifecycle import set_alert
 from gis.alerts.store import open_store
 from gis.weekly import run_weekly
 from gis.workspace import load_workspace
+from gis.alerts.safety import content_digest
 
 
 def digest(path: Path) -> str:
@@ -72,6 +75,7 @@ def temp_files(folder: Path) -> list[str]:
 def corrupt_table(path: Path, table: str) -> None:
     """Overwrite the root page of ``table`` with garbage, as a failing disk would."""
     with sqlite3.connect(path) as con:
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # every committed page in the file itself
         (root_page,) = con.execute("SELECT rootpage FROM sqlite_master WHERE name = ?", (table,)).fetchone()
         (size,) = con.execute("PRAGMA page_size").fetchone()
     con.close()
@@ -140,20 +144,33 @@ def test_store_new_starts_an_empty_store_on_purpose(ws):
 # --- 10: backups and restore ---------------------------------------------------------
 
 
-def test_each_commit_keeps_a_backup_rotated_to_the_configured_count(ws):
+def test_each_run_keeps_a_backup_rotated_to_the_configured_count(ws):
+    # a backup per weekly run and at most one a day for other commits: no whole-file
+    # copy per verdict (issue 17), still a sound copy of every run's result
     store = store_of(ws)
-    assert len(store.backups()) == 1 and digest(store.backups()[-1]) == digest(store.path)
+    assert len(store.backups()) == 1 and content_digest(store.backups()[-1]) == content_digest(store.path)
     aid = store.alerts()["alert_id"].iloc[0]
-    for k in range(5):
+    for k in range(3):
         set_alert(store, aid, status="dispatched", by="t", note=f"n{k}")
+    assert len(store.backups()) == 1  # within the day
+    for k in range(4):
+        week(ws, 2)
     assert len(store.backups()) == 4  # the default
-    assert digest(store.backups()[-1]) == digest(store.path)
+    assert content_digest(store.backups()[-1]) == content_digest(store.path)
     toml = ws / "gis.toml"
     toml.write_text(toml.read_text(encoding="utf-8").replace("store_backups = 4", "store_backups = 2"),
                     encoding="utf-8")
+    week(ws, 2)
+    assert len(store_of(ws).backups()) == 2
+
+
+def test_a_verdict_makes_a_backup_when_the_newest_is_a_day_old(ws, monkeypatch):
+    import datetime as dt
+
     store = store_of(ws)
-    set_alert(store, aid, status="dispatched", by="t", note="last")
-    assert len(store.backups()) == 2
+    monkeypatch.setattr(safety_module, "BACKUP_EVERY", dt.timedelta(0))
+    set_alert(store, store.alerts()["alert_id"].iloc[0], status="dispatched", by="t", note="x")
+    assert len(store.backups()) == 2 and content_digest(store.backups()[-1]) == content_digest(store.path)
 
 
 def test_restore_brings_back_a_deleted_store(ws):
@@ -172,17 +189,20 @@ def test_restore_a_named_backup_keeps_the_current_store_as_a_backup(ws):
     first = store.backups()[-1]
     aid = store.alerts()["alert_id"].iloc[0]
     set_alert(store, aid, status="dispatched", by="t", note="after the backup")
-    current = digest(store.path)
+    current = content_digest(store.path)
     res = gis("store", "restore", "--workspace", ws, first.name)
     assert res.exit_code == 0, res.output
-    assert digest(store.path) == digest(first)
-    assert current in {digest(b) for b in store.backups()}
+    assert content_digest(store.path) == content_digest(first)
+    assert current in {content_digest(b) for b in store.backups()}
+    assert store_of(ws).alert(aid)["note"] == ""  # an open store object reads the restored store
     assert gis("store", "restore", "--workspace", ws, "nope.gpkg").exit_code == 2
 
 
 def test_store_backup_copies_the_store_and_never_over_itself(ws, tmp_path):
     res = gis("store", "backup", tmp_path / "copy.gpkg", "--workspace", ws)
-    assert res.exit_code == 0 and digest(tmp_path / "copy.gpkg") == digest(ws / "store.gpkg")
+    assert res.exit_code == 0 and content_digest(tmp_path / "copy.gpkg") == content_digest(ws / "store.gpkg")
+    assert store_module.open_store(tmp_path / "copy.gpkg").alerts().drop(columns="geometry").equals(
+        store_of(ws).alerts().drop(columns="geometry"))
     assert gis("store", "backup", ws / "store.gpkg", "--workspace", ws).exit_code == 2
 
 
@@ -205,7 +225,7 @@ def test_corrupt_audit_log_is_refused_by_reads_and_writes(ws):
     assert digest(path) == before and len(names(ws / "backups")) <= 1  # nothing written
     # the newest backup is sound and brings the store back; the corrupt one is set aside, not rotated
     assert gis("store", "restore", "--workspace", ws).exit_code == 0
-    assert store_module.integrity_problem(path) == "" and len(store_of(ws).events()) == 2
+    assert safety_module.integrity_problem(path) == "" and len(store_of(ws).events()) == 2
     aside = list((ws / "backups").glob("store-corrupt-*.gpkg"))
     assert len(aside) == 1 and digest(aside[0]) == before and len(store_of(ws).backups()) == 1
 
@@ -274,7 +294,7 @@ def test_next_overlay_removes_a_killed_overlay_s_temp_files(small_layers, tmp_pa
 
 
 @pytest.mark.parametrize("fault", [OSError(errno.ENOSPC, "No space left on device"),
-                                   pyogrio.errors.DataLayerError("Layer alerts already exists")])
+                                   sqlite3.OperationalError("database or disk is full")])
 def test_full_disk_commit_leaves_the_store_and_raises_a_named_error(ws, monkeypatch, fault):
     path = ws / "store.gpkg"
     before = digest(path)
@@ -283,31 +303,35 @@ def test_full_disk_commit_leaves_the_store_and_raises_a_named_error(ws, monkeypa
     def full(*a, **k):
         raise fault
 
-    monkeypatch.setattr(store_module.pyogrio, "write_dataframe", full)
+    # the disk fills while the transaction writes: SQLite rolls it back
+    monkeypatch.setattr(store_module, "_before_commit", full)
     store = open_store(path)
     aid = store.alerts()["alert_id"].iloc[0]
     with pytest.raises(StoreWriteError) as exc:
         set_alert(store, aid, status="dispatched", by="t")
     assert exc.value.exit_code == 1 and "store.gpkg" in str(exc.value) and "not changed" in str(exc.value)
-    assert digest(path) == before
-    assert temp_files(ws) == [] and not store.lock_path.exists()
+    assert "no space left" in str(exc.value)
+    assert digest(path) == before and store.alert(aid)["status"] == "new"
+    assert temp_files(ws) == []
     assert names(ws / "backups") == backups
     res = gis("alerts", "set", aid, "--workspace", ws, "--status", "dispatched", "--by", "t")
     assert res.exit_code == 1 and "free disk space" in res.output.lower() and "Traceback" not in res.output
 
 
-def test_full_disk_while_copying_the_backup_leaves_the_store(ws, monkeypatch):
-    path = ws / "store.gpkg"
-    before = digest(path)
-    real_copy = store_module.shutil.copyfile
-
-    def copy(src, dst, *a, **k):
-        if Path(dst).parent.name == "backups":
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real_copy(src, dst, *a, **k)
-
-    monkeypatch.setattr(store_module.shutil, "copyfile", copy)
+def test_full_disk_while_copying_the_backup_keeps_the_commit_and_no_half_backup(ws, monkeypatch, caplog):
+    # the backup is made after the commit now: the commit stands, the failed copy leaves nothing
     store = store_of(ws)
-    with pytest.raises(StoreWriteError, match="no space left"):
-        set_alert(store, store.alerts()["alert_id"].iloc[0], status="dispatched", by="t")
-    assert digest(path) == before and temp_files(ws) == [] and temp_files(ws / "backups") == []
+    backups = names(ws / "backups")
+
+    def copy(self, out):
+        Path(out).write_bytes(b"half a backup")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(type(store.backend), "backup_to", copy)
+    aid = store.alerts()["alert_id"].iloc[0]
+    with caplog.at_level(logging.WARNING):
+        week(ws, 2)
+    assert any("backups could not be written" in r.getMessage() for r in caplog.records)
+    assert len(store.runs()) == 2 and names(ws / "backups") == backups
+    assert temp_files(ws) == [] and temp_files(ws / "backups") == []
+    assert store.alert(aid)["status"] == "new"

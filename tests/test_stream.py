@@ -10,14 +10,15 @@ from click.testing import CliRunner
 
 from gis import errors
 from gis.cli import main
-from gis.clearance.stream import read_batches, stream_clearance
+from gis.clearance import pipeline
+from gis.clearance.pipeline import Clearance, clearance, read_batches
 
 
 def test_streamed_figures_equal_in_memory(demo_county, demo_clearance, tmp_path):
     c = demo_county
     out = tmp_path / "s.gpkg"
-    s = stream_clearance(c.redlines, c.parcels, previous=c.previous_parcels, as_of=c.as_of,
-                         batch_size=1000, out_gpkg=out)
+    s = clearance(c.redlines, c.parcels, previous=c.previous_parcels, as_of=c.as_of,
+                  batch_size=1000, out=out)
     pd.testing.assert_frame_equal(demo_clearance.projects, s.projects, rtol=1e-12)
     pd.testing.assert_frame_equal(demo_clearance.districts, s.districts, rtol=1e-12)
     pieces = gpd.read_file(out, layer="parcel_pieces")
@@ -39,7 +40,7 @@ def test_duplicates_across_batches_fail_and_write_nothing(small_layers, tmp_path
     dup.to_parquet(path)
     out = tmp_path / "out" / "o.gpkg"
     with pytest.raises(errors.DuplicateIdError) as exc:
-        stream_clearance(s["redlines_path"], path, batch_size=2, out_gpkg=out)
+        clearance(s["redlines_path"], path, batch_size=2, out=out)
     assert exc.value.ids == ["p1"] and "dup.parquet" in str(exc.value)
     assert not out.exists() and list(out.parent.iterdir()) == []
 
@@ -52,3 +53,33 @@ def test_cli_batch_size_option(small_layers, tmp_path):
     assert res.exit_code == 0, res.output
     dist = pyogrio.read_dataframe(out, layer="district_figures", read_geometry=False)
     assert list(dist["district"]) == ["东区", "西区"]
+
+
+def test_both_paths_return_one_shape(demo_county, demo_clearance, tmp_path):
+    c = demo_county
+    s = clearance(c.redlines, c.parcels, previous=c.previous_parcels, inventory=c.inventory, as_of=c.as_of,
+                  batch_size=1000)
+    m = demo_clearance
+    assert isinstance(s, Clearance) and s.batch_size == 1000 and m.batch_size is None
+    assert m.has_geometry and not s.has_geometry
+    for name in ("parcels", "pieces"):
+        a, b = getattr(m, name), getattr(s, name)
+        assert type(a) is type(b) is gpd.GeoDataFrame and a.crs == b.crs
+        assert set(b.columns) <= set(a.columns) and len(a) == len(b)
+        assert b.geometry.isna().all()
+    assert [r.kind for r in s.reports] == [r.kind for r in m.reports] == ["redlines", "parcels", "inventory"]
+    assert s.reports[1].count == m.reports[1].count == len(m.parcels)
+    assert len(s.inventory) == len(m.inventory)
+
+
+def test_large_parcel_files_are_read_in_batches(small_layers, tmp_path, monkeypatch):
+    s = small_layers
+    monkeypatch.setattr(pipeline, "STREAM_ABOVE", 3)
+    monkeypatch.setattr(pipeline, "DEFAULT_BATCH", 2)
+    big = clearance(s["redlines_path"], s["parcels_path"], as_of=s["as_of"], out=tmp_path / "o.gpkg")
+    assert big.batch_size == 2 and not big.has_geometry
+    monkeypatch.setattr(pipeline, "STREAM_ABOVE", 4)
+    small = clearance(s["redlines_path"], s["parcels_path"], as_of=s["as_of"])
+    assert small.batch_size is None
+    pd.testing.assert_frame_equal(small.projects, big.projects)
+    assert len(gpd.read_file(tmp_path / "o.gpkg", layer="parcel_pieces")) == len(small.pieces)

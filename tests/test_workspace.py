@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from alertsdata import DATES, make_workspace
-from gis.errors import WorkspaceError
+from gis.errors import AreaTooSmallError, WorkspaceError
 from gis.workspace import init_workspace, load_workspace
 
 
@@ -71,3 +71,23 @@ def test_relative_paths_given_to_init_are_relative_to_the_current_folder(tmp_pat
     ws = load_workspace(tmp_path / "ws")
     assert ws.redlines == (tmp_path / "src/layers/redlines.gpkg").resolve()
     assert '"../src/layers/parcels.gpkg"' in (tmp_path / "ws/gis.toml").read_text(encoding="utf-8")
+
+
+def test_the_workspace_loads_its_own_clearance_and_snapshot(tmp_path):
+    ws_dir = make_workspace(tmp_path / "ws")
+    toml = ws_dir / "gis.toml"
+    # the workspace's own reading rules apply: here a minimum red-line area no project meets
+    toml.write_text(toml.read_text(encoding="utf-8").replace("[layers]", "[layers]\nmin_redline_m2 = 1e12"),
+                    encoding="utf-8")
+    with pytest.raises(AreaTooSmallError):
+        load_workspace(ws_dir).clearance()
+    toml.write_text(toml.read_text(encoding="utf-8").replace("min_redline_m2 = 1e12", "min_redline_m2 = 1"),
+                    encoding="utf-8")
+    ws = load_workspace(ws_dir)
+    assert ws.latest_epoch.date == DATES[-1]
+    snap = ws.snapshot()
+    assert snap.as_of == snap.clearance.as_of == DATES[-1]  # the latest imagery date
+    assert snap.epoch == ws.latest_epoch and snap.alerts is None  # no weekly run yet: no store
+    assert snap.store_dir == ws.store_dir and snap.lang == "zh"
+    assert len(snap.clearance.projects) == 8 and snap.clearance.has_geometry
+    assert ws.snapshot(dt.date(2026, 1, 1)).as_of == dt.date(2026, 1, 1)

@@ -24,7 +24,7 @@ from rasterio.windows import from_bounds
 
 from gis.atomic import write_bytes_atomic
 from gis.errors import CorruptRasterError, OutputWriteError
-from gis.imagery.pair import decoding
+from gis.imagery.reading import decoding
 
 log = logging.getLogger(__name__)
 

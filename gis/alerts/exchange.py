@@ -27,6 +27,8 @@ untrusted input:
 An alert changed both in the field and in the store since the export is a
 conflict: nothing is written and :class:`ConflictError` lists the ids,
 unless the caller says which side wins (``prefer="field"`` or ``"store"``).
+An import is one store transaction; an alert edited by someone else between
+the import's comparison and its write is a conflict too, never overwritten.
 """
 
 from __future__ import annotations
@@ -47,12 +49,14 @@ import pyogrio
 from gis.atomic import atomic_path
 from gis.errors import (AlertNotFoundError, ConflictError, DuplicateIdError, InputError,
                         NotExportedError, PhotoError)
-from gis.alerts.lifecycle import apply_verdict, photo_key, store_photo
+from gis.alerts.lifecycle import apply_verdict, photo_key, read_photo
 from gis.alerts.store import AlertStore, now_iso
+from gis.schema import OPEN_ALERT_STATUSES
 
 log = logging.getLogger(__name__)
 
-FIELD_STATUSES = ("new", "dispatched", "illegal")
+#: Alerts sent to the field: the open ones.
+FIELD_STATUSES = OPEN_ALERT_STATUSES
 EXPORT_COLUMNS = ["alert_id", "kind", "status", "verdict", "area_m2", "area_mu", "confidence",
                   "project_id", "parcel_id", "district", "first_seen", "last_seen", "post_freeze",
                   "freeze_date", "note", "updated_by", "chip_before", "chip_after"]
@@ -144,7 +148,7 @@ def export_district(store: AlertStore, district: str, out: str | os.PathLike, *,
             # the store by its file name only: the server's folders are none of the field's business
             con.executemany(f"INSERT INTO gis_export VALUES ({', '.join('?' * len(SNAPSHOT_COLUMNS))})",
                             [(r.alert_id, int(r.rev), r.status, r.note, r.photos, r.updated_by, at,
-                              store.path.name, district, export_id) for r in sel.itertuples()])
+                              store.name, district, export_id) for r in sel.itertuples()])
     return ExportResult(out, ids, to_dispatch if dispatch else [], at, export_id)
 
 
@@ -251,7 +255,7 @@ def _check_exported(store: AlertStore, patrol: Path, ids: pd.Series, snap: pd.Da
         raise NotExportedError(
             f"this patrol file (export {info.export_id} of district {info.district!r} from store "
             f"{info.store!r}) was not exported from this store", path=patrol,
-            hint=f"import it into the workspace whose store exported it, not {store.path.name}")
+            hint=f"import it into the workspace whose store exported it, not {store.name}")
     bad = sorted(set(ids) - recorded)
     if bad:
         raise refuse(bad)
@@ -317,10 +321,11 @@ def import_field(store: AlertStore, patrol: str | os.PathLike, *, by: str | None
         for k in todo.nonzero()[0]:
             r = rows.iloc[k]
             who = r["updated_by"] if r["updated_by"] and r["updated_by"] != r["updated_by_exp"] else (by or "field")
-            rels = [store_photo(store.store_dir, src) for src in srcs[k]]
+            rels = [tx.put_photo(*read_photo(src), name=src.name, by=who) for src in srcs[k]]
+            # on the revision this import compared with: an alert changed since is a conflict
             apply_verdict(tx, r["alert_id"], status=r["status"] or cur.iloc[k]["status"], by=who,
                           note=r["note"] if r["note"] != r["note_exp"] else None, photos=rels,
-                          today=today)
+                          today=today, rev=int(cur.iloc[k]["rev"]))
             for src, rel in zip(srcs[k], rels):
                 tx.event(r["alert_id"], "photo", "photos", src.name, rel, by=who)
             result.photos += len(rels)

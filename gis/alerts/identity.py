@@ -26,6 +26,11 @@ inputs changes nothing):
   before the freeze date) when the change was seen against imagery at or
   after that baseline: built or planted after the freeze, not compensable
   (never for structures the detection matched to the inventory survey).
+
+The rules the weekly summary and the bulletin list alerts by live here too, so
+the two cannot disagree: :func:`growing_alerts` (open alerts whose area grew
+past the threshold) and :func:`waiting_for_verdict` (alerts without a verdict
+for more than the workspace's ``waiting_days``).
 """
 
 from __future__ import annotations
@@ -40,11 +45,9 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from gis.schema import m2_to_mu
+from gis.schema import OPEN_ALERT_STATUSES, WAITING_FOR_VERDICT, m2_to_mu
 from gis.alerts.store import normalise_alerts
 
-OPEN_STATUSES = ("new", "dispatched", "illegal")
-CLOSED_STATUSES = ("false_alarm", "legal", "demolished", "closed")
 #: Fields a run may change on an existing alert, and so records in the audit log.
 RUN_FIELDS = ("last_seen", "seen_count", "area_m2", "growing", "post_freeze", "freeze_date",
               "ref_alert_id", "project_id", "parcel_id", "district")
@@ -75,6 +78,40 @@ def overlap_pairs(a: np.ndarray, b: np.ndarray) -> pd.DataFrame:
     smaller = np.minimum(shapely.area(a[i]), shapely.area(b[j]))
     ratio = np.divide(inter, smaller, out=np.zeros_like(inter), where=smaller > 0)
     return pd.DataFrame({"i": i, "j": j, "inter": inter, "ratio": ratio})
+
+
+def is_growing(area_m2, reference_m2, growth: float) -> np.ndarray:
+    """True where an area exceeds its reference (the area at verdict, else at first
+    sighting) by more than ``growth`` (gis.toml ``thresholds.growth``, 0.2 = 20 %)."""
+    return np.asarray(area_m2, dtype=float) > (1 + growth) * np.asarray(reference_m2, dtype=float)
+
+
+def growing_alerts(alerts: pd.DataFrame) -> pd.DataFrame:
+    """The open alerts flagged as growing (a settled one that grows opens a new alert)."""
+    if not len(alerts) or "growing" not in alerts:
+        return alerts.iloc[:0]
+    growing = alerts["growing"].fillna(False).astype(bool)
+    return alerts[growing & alerts["status"].isin(OPEN_ALERT_STATUSES)]
+
+
+def waiting_for_verdict(alerts: pd.DataFrame, as_of: dt.date | str | pd.Timestamp,
+                        threshold_days: int) -> pd.DataFrame:
+    """Alerts still without a verdict (new, dispatched) more than ``threshold_days``
+    after their status last changed (``status_since``; ``first_seen`` when empty).
+
+    Returns those rows with ``waiting_days`` added, longest wait first.
+    ``threshold_days`` is gis.toml ``thresholds.waiting_days``.
+    """
+    if not len(alerts):
+        return alerts.iloc[:0].assign(waiting_days=pd.Series(dtype=int))
+    day = pd.Timestamp(as_of).normalize()
+    blank = pd.Series("", index=alerts.index)
+    since = alerts.get("status_since", blank).fillna("").astype(str)
+    since = pd.to_datetime(since.where(since != "", alerts.get("first_seen", blank)), errors="coerce")
+    days = (day - since.dt.normalize()).dt.days
+    out = alerts[alerts["status"].isin(WAITING_FOR_VERDICT) & (days > threshold_days)].copy()
+    out["waiting_days"] = days[out.index].astype(int)
+    return out.sort_values(["waiting_days", "alert_id"], ascending=[False, True], kind="stable")
 
 
 def _largest_overlap(geoms: np.ndarray, layer: gpd.GeoDataFrame, column: str) -> np.ndarray:
@@ -148,7 +185,7 @@ def _adjacent_pairs(ch: gpd.GeoDataFrame, alerts: gpd.GeoDataFrame, distance: fl
         return pd.DataFrame(cols).astype({"i": int, "j": int, "inter": float, "ratio": float})
     tree = shapely.STRtree(alerts.geometry.values)
     i, j = tree.query(ch.geometry.values, predicate="dwithin", distance=distance)
-    ok = (np.isin(alerts["status"].to_numpy()[j], OPEN_STATUSES)
+    ok = (np.isin(alerts["status"].to_numpy()[j], OPEN_ALERT_STATUSES)
           & (alerts["kind"].to_numpy()[j] == ch["kind"].to_numpy()[i]) & ~np.isin(i, list(exclude)))
     i, j = i[ok], j[ok]
     return pd.DataFrame({"i": i, "j": j, "inter": np.zeros(len(i)), "ratio": np.zeros(len(i)),
@@ -218,7 +255,7 @@ def update_alerts(
     all_pairs = overlap_pairs(ch.geometry.values, alerts.geometry.values)
     pairs = all_pairs[all_pairs["ratio"] >= overlap_ratio].copy()
     status = alerts["status"].to_numpy()
-    pairs["open"] = np.isin(status[pairs["j"].to_numpy()], OPEN_STATUSES)
+    pairs["open"] = np.isin(status[pairs["j"].to_numpy()], OPEN_ALERT_STATUSES)
     # an extension built onto an open alert (same kind, touching it, not overlapping
     # enough) is that alert growing, not a new one
     ext = _adjacent_pairs(ch, alerts, adjacent_m, exclude=set(pairs.loc[pairs["open"], "i"]))
@@ -261,7 +298,7 @@ def update_alerts(
         a.loc[jj, "confidence"] = ch["confidence"].to_numpy()[ii]
         ref_area = np.where(np.isnan(a["verdict_area_m2"].to_numpy()[jj]),
                             a["first_area_m2"].to_numpy()[jj], a["verdict_area_m2"].to_numpy()[jj])
-        a.loc[jj, "growing"] = a["area_m2"].to_numpy()[jj] > (1 + growth) * ref_area
+        a.loc[jj, "growing"] = is_growing(a["area_m2"].to_numpy()[jj], ref_area, growth)
         a.loc[jj, "post_freeze"] = a["post_freeze"].to_numpy()[jj] | ch["_post"].to_numpy()[ii]
         for col, src in (("freeze_date", "_freeze"), ("project_id", "project_id"),
                          ("parcel_id", "parcel_id"), ("district", "district")):
@@ -277,7 +314,7 @@ def update_alerts(
     ci, cj = closed["i"].to_numpy(), closed["j"].to_numpy()
     ref_area = np.where(np.isnan(a["verdict_area_m2"].to_numpy()[cj]), a["area_m2"].to_numpy()[cj],
                         a["verdict_area_m2"].to_numpy()[cj])
-    grew = ch["area_m2"].to_numpy()[ci] > (1 + growth) * ref_area
+    grew = is_growing(ch["area_m2"].to_numpy()[ci], ref_area, growth)
     ch_kind, a_kind = ch["kind"].to_numpy()[ci], a["kind"].to_numpy()[cj]
     # a demolition seen where an alert was closed as demolished is the expected outcome
     expected = (ch_kind == "demolished") & np.isin(a["status"].to_numpy()[cj], ("demolished", "closed"))

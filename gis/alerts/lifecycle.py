@@ -6,9 +6,10 @@ alert as a false alarm without dispatching it. Anything else raises
 :class:`InvalidTransitionError` naming the allowed next statuses.
 
 A verdict is evidence: :func:`set_alert` records who set what and when in the
-audit log, copies field photos into the store folder under their content
-hash (so the original can be deleted afterwards, and the same photo twice is
-stored once) and writes all of it in one store transaction. A photo must be
+audit log, stores field photos in the store by their content hash (so the
+original can be deleted afterwards, and the same photo twice is stored once)
+and writes all of it in one short store transaction: the alert's row,
+checked against its revision, and its audit events. A photo must be
 one by content (JPEG, PNG, HEIC/HEIF or WebP, :func:`check_photo`), whatever
 its name says; it is stored under the extension of what it is.
 """
@@ -24,17 +25,13 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import pandas as pd
-import numpy as np
 
 from gis.atomic import atomic_path
-from gis.errors import AlertNotFoundError, InputError, InvalidTransitionError, PhotoError
+from gis.errors import InputError, InvalidTransitionError, PhotoError
 from gis.alerts.store import AlertStore, Transaction, now_iso
+from gis.schema import ALERT_STATUSES, VERDICT_STATUSES
 
-ALERT_STATUSES = ("new", "dispatched", "illegal", "legal", "false_alarm", "demolished", "closed")
-ALERT_STATUS_LABELS_ZH = {
-    "new": "新发现", "dispatched": "已派发", "illegal": "违法", "legal": "合法",
-    "false_alarm": "误报", "demolished": "已拆除", "closed": "已销号",
-}
+#: Alert status -> the statuses it may become (codes of :data:`gis.schema.ALERT_STATUSES`).
 TRANSITIONS: dict[str, tuple[str, ...]] = {
     "new": ("dispatched", "false_alarm"),
     "dispatched": ("illegal", "legal", "false_alarm"),
@@ -44,7 +41,6 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
     "demolished": ("closed",),
     "closed": (),
 }
-VERDICT_STATUSES = ("illegal", "legal", "false_alarm")
 PHOTO_DIR = "photos"
 
 
@@ -158,17 +154,27 @@ def store_photo(store_dir: str | os.PathLike, photo: str | os.PathLike) -> str:
     return rel
 
 
-def apply_verdict(tx: Transaction, alert_id: str, *, status: str, by: str, note: str | None = None,
-                  photos: Iterable[str] = (), at: str | None = None, today: dt.date | None = None) -> None:
-    """Change one alert in a pending transaction; ``photos`` are store-relative paths already copied."""
-    a = tx.alerts
-    hit = np.flatnonzero(a["alert_id"].to_numpy() == str(alert_id))
-    if not len(hit):
-        raise AlertNotFoundError(f"no alert {alert_id!r} in the store", ids=[alert_id],
-                                 hint="list alert ids with `gis alerts list`")
-    k = hit[0]
-    row = a.iloc[k]
+def read_photo(photo: str | os.PathLike) -> tuple[bytes, str]:
+    """The bytes of a photo file and the extension of what it is (checked by content)."""
+    src = _existing(photo)
+    data = src.read_bytes()
+    return data, _kind_or_raise(data[:PHOTO_HEAD], src)
+
+
+def apply_verdict(tx: Transaction, alert_id: str, *, status: str | None, by: str, note: str | None = None,
+                  photos: Iterable[str] = (), at: str | None = None, today: dt.date | None = None,
+                  rev: int | None = None) -> None:
+    """Change one alert in a pending transaction: one row, checked against its revision.
+
+    ``status`` None keeps the current one; ``photos`` are keys (``photos/<sha256>.<ext>``)
+    already in the transaction (:meth:`Transaction.put_photo`) or copied under the store
+    folder (:func:`store_photo`). ``rev`` is the revision the caller saw (a web form, a
+    patrol file): if the alert changed since, :class:`ConflictError` and nothing is written.
+    """
+    row = tx.alert(alert_id)
+    seen = int(row["rev"]) if rev is None else int(rev)
     current = row["status"]
+    status = status or current
     check_transition(alert_id, current, status)
     at = at or now_iso()
     day = (today or dt.date.today()).isoformat()
@@ -185,34 +191,37 @@ def apply_verdict(tx: Transaction, alert_id: str, *, status: str, by: str, note:
         changes["note"] = note
     existing = [p for p in row["photos"].split(";") if p]
     added = [p for p in photos if p not in existing]
+    for key in added:
+        tx.ensure_photo(key, by=by)
     if added:
         changes["photos"] = ";".join(existing + added)
     if not changes:
+        if rev is not None and seen != int(row["rev"]):
+            tx.update(alert_id, {}, rev=seen, bump=False)  # names the conflict
         return
     for col, new in changes.items():
         if col not in ("status_since", "verdict_area_m2", "growing"):
             tx.event(alert_id, "set", col, row[col], new, by=by)
-    changes.update(updated_by=by, updated_at=at, rev=int(row["rev"]) + 1)
-    for col, new in changes.items():
-        a.at[a.index[k], col] = new
-    tx.alerts = a
+    changes.update(updated_by=by, updated_at=at)
+    tx.update(alert_id, changes, rev=seen)
 
 
 def set_alert(store: AlertStore, alert_id: str, *, status: str | None = None, by: str,
               note: str | None = None, photos: Iterable[str | os.PathLike] = (),
-              today: dt.date | None = None) -> pd.Series:
-    """Record a status/verdict, note and photos for one alert; return the updated alert."""
+              today: dt.date | None = None, rev: int | None = None) -> pd.Series:
+    """Record a status/verdict, note and photos for one alert in one transaction; return it.
+
+    ``rev``: the revision the caller saw; an alert changed since is a :class:`ConflictError`.
+    """
     if not by or not str(by).strip():
         raise InputError("who set the verdict is required", hint="pass --by NAME")
-    current = store.alert(alert_id)  # raises AlertNotFoundError before copying anything
+    current = store.alert(alert_id)  # raises AlertNotFoundError before reading any photo
     check_transition(alert_id, current["status"], status or current["status"])
     photos = list(photos)
-    for p in photos:  # every photo checked before any is copied
-        check_photo(p)
-    stored = [store_photo(store.store_dir, p) for p in photos]
+    loaded = [read_photo(p) for p in photos]  # every photo checked before any is stored
     with store.transaction(by=by, command=f"alerts set {alert_id}") as tx:
-        apply_verdict(tx, alert_id, status=status or current["status"], by=by, note=note,
-                      photos=stored, today=today)
-        for src, rel in zip(photos, stored):
-            tx.event(alert_id, "photo", "photos", Path(src).name, rel, by=by)
+        keys = [tx.put_photo(data, ext, name=Path(p).name, by=by) for p, (data, ext) in zip(photos, loaded)]
+        apply_verdict(tx, alert_id, status=status, by=by, note=note, photos=keys, today=today, rev=rev)
+        for src, key in zip(photos, keys):
+            tx.event(alert_id, "photo", "photos", Path(src).name, key, by=by)
     return store.alert(alert_id)

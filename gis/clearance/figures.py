@@ -1,6 +1,6 @@
 """Clearance figures: per project, per district, rankings and red/black lists.
 
-Definitions (DOMAIN.md, from the mobilisation speeches):
+Definitions (README.md, "How the figures are counted"; from the mobilisation speeches):
 
 - completion rate (征地完成率) = acquired area (status compensated or later) /
   total area of the parcels inside red lines;
@@ -37,6 +37,28 @@ FIGURE_COLUMNS = [
     "total_mu", "acquired_mu", "delivered_mu", "completion_rate", "clean_land_rate",
     *(f"{c}_left" for c in COUNT_COLUMNS),
 ]
+
+
+#: Columns of the ``project_figures`` and ``district_figures`` tables, in the
+#: order the GeoPackage and the workbook show them.
+PROJECT_TABLE = ["project_id", "name", "district", "project_type", "total_mu", "acquired_mu",
+                 "delivered_mu", "completion_rate", "clean_land_rate", "houses_left",
+                 "households_left", "graves_left", "special_crops_left", "attachments_left",
+                 "deadline", "overdue", "progressed"]
+DISTRICT_TABLE = ["district", "total_mu", "acquired_mu", "delivered_mu", "completion_rate",
+                  "clean_land_rate", "houses_left", "households_left", "graves_left",
+                  "special_crops_left", "attachments_left", "projects", "projects_progressed",
+                  "progress_ratio", "overdue_projects", "rank", "list"]
+
+
+def project_table(projects: pd.DataFrame) -> pd.DataFrame:
+    """The columns of :data:`PROJECT_TABLE` that ``projects`` has, in that order."""
+    return projects[[col for col in PROJECT_TABLE if col in projects.columns]]
+
+
+def district_table(districts: pd.DataFrame) -> pd.DataFrame:
+    """The columns of :data:`DISTRICT_TABLE` that ``districts`` has, in that order."""
+    return districts[[col for col in DISTRICT_TABLE if col in districts.columns]]
 
 
 def _area_sums(frame: pd.DataFrame, area_m2: np.ndarray, share: np.ndarray, by: str) -> pd.DataFrame:

@@ -4,7 +4,9 @@ Each command parses its options, calls the library and turns errors into
 messages. Errors derived from :class:`gis.errors.GisError` become one line on
 stderr and the error's exit code (2 for bad input); so do usage errors (exit
 2, with the ``--help`` hint on the same line) and a full disk (exit 1).
-Nothing else is caught, so a real bug still shows its traceback.
+Nothing else is caught, so a real bug still shows its traceback. Warnings of
+the :class:`gis.errors.GisWarning` classes become log lines named by their
+class (``-q`` hides them).
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ import importlib
 import logging
 import os
 import sqlite3
+import warnings
 from collections.abc import Iterator
 
 import click
 
 from gis import __version__
-from gis.errors import DiskFullError, GisError
+from gis.errors import DiskFullError, GisError, GisWarning
 
 
 #: command name -> "module:function". Modules load only when their command
@@ -35,7 +38,9 @@ COMMANDS = {
     "model": "gis.cli.model:model",
     "overlay": "gis.cli.overlay:overlay",
     "report": "gis.cli.report:report",
+    "serve": "gis.cli.serve:serve",
     "store": "gis.cli.store:store",
+    "users": "gis.cli.users:users",
     "weekly": "gis.cli.weekly:weekly",
 }
 
@@ -131,3 +136,19 @@ def main(verbose: int, quiet: bool) -> None:
     """Land clearance and illegal-construction monitoring (征地拆迁与两违监测)."""
     level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if not getattr(warnings.showwarning, "gis", False):
+        warnings.showwarning = _warning_as_log(warnings.showwarning)
+
+
+def _warning_as_log(show):
+    """A ``warnings.showwarning`` that logs gis's warnings as ``WARNING <Class>: message`` and
+    passes every other warning to ``show``."""
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, GisWarning):
+            logging.getLogger(category.__name__).warning("%s", message)
+        else:
+            show(message, category, filename, lineno, file, line)
+
+    showwarning.gis = True
+    return showwarning

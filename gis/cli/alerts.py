@@ -12,12 +12,12 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from gis.cli.options import force_option
-from gis.cli.weekly import workspace_option
+from gis.cli.options import force_option, workspace_option
 from gis.errors import InputError
 from gis.alerts.exchange import export_district, import_field
-from gis.alerts.lifecycle import ALERT_STATUSES, set_alert
+from gis.alerts.lifecycle import set_alert
 from gis.outputs import check_output, workspace_files
+from gis.schema import ALERT_STATUSES
 from gis.workspace import load_workspace
 
 LIST_COLUMNS = ["alert_id", "kind", "status", "area_mu", "project_id", "parcel_id", "district",
@@ -155,3 +155,36 @@ def import_command(patrol, workspace, by, prefer):
     res = import_field(_store(workspace), patrol, by=by, prefer=prefer)
     click.echo(f"applied {len(res.applied)} alerts ({res.photos} photos), {len(res.unchanged)} unchanged"
                + (f", kept the store's version of {', '.join(res.kept_store)}" if res.kept_store else ""))
+
+
+@alerts.command("evidence")
+@click.argument("alert_id", required=False)
+@workspace_option
+@click.option("--out", required=True, type=click.Path(path_type=Path),
+              help="The PDF to write; without ALERT_ID, the folder for one PDF per alert (<alert id>.pdf).")
+@click.option("--district", default=None, help="Without ALERT_ID: only this district / town office.")
+@click.option("--status", type=click.Choice(ALERT_STATUSES), multiple=True,
+              help="Without ALERT_ID: only these statuses (default: illegal); repeat for several.")
+@force_option
+def evidence(alert_id, workspace, out, district, status, force):
+    """Evidence packs (违法建设证据材料): an A4 PDF per alert, in Chinese.
+
+    Case number, location map, CGCS2000 coordinates, area, project, parcel,
+    freeze date, before/after chips, field photos and the verdict history.
+
+    \b
+    Example:
+      gis alerts evidence A20260415-0003 --workspace layers/demo --out A20260415-0003.pdf
+      gis alerts evidence --workspace layers/demo --district 东城区 --status illegal --out evidence/
+    """
+    # fpdf2 and matplotlib take ~0.9 s to import: only this command pays for them
+    from gis.products.evidence import write_evidence, write_evidence_batch
+
+    if alert_id:
+        if district or status:
+            raise InputError("--district and --status choose the alerts of a batch, not one ALERT_ID",
+                             hint="drop them, or drop ALERT_ID to write one PDF per alert")
+        click.echo(f"wrote the evidence pack of {alert_id} to {write_evidence(workspace, alert_id, out, force=force)}")
+        return
+    paths = write_evidence_batch(workspace, out, district=district, statuses=status or ("illegal",), force=force)
+    click.echo(f"wrote {len(paths)} evidence packs to {out}" + ("" if paths else " (no alert matches)"))

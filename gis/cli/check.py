@@ -8,10 +8,10 @@ from pathlib import Path
 
 import click
 
-from gis.clearance import layers
 from gis.atomic import write_text_atomic
+from gis.clearance import layers
 from gis.cli.options import crs_option, id_from_layer_option, min_redline_option, working_crs_option
-from gis.errors import InputError, LayerValidationError
+from gis.errors import LayerValidationError
 from gis.outputs import check_output
 
 
@@ -40,38 +40,22 @@ def check(paths, kind, layer, source_crs, working_crs, id_from_layer, min_redlin
     """
     if json_out and json_out != "-":
         check_output(json_out, "json", protected={p: "one of the layers checked" for p in paths})
-    raws = []
-    for p in paths:
-        raw = layers.read_raw(p, layer=layer, source_crs=source_crs, id_from_layer=id_from_layer)
-        k = kind or ("redlines" if p.suffix.lower() == ".dxf" else layers.guess_kind(raw))
-        if k is None:
-            raise InputError(
-                "cannot tell whether this is a red-line, parcel or structure layer from its headers "
-                f"{list(raw.columns)}", path=p, layer=layer,
-                hint="pass --kind redlines|parcels|inventory, or add the id column "
-                     "(项目编号 / 宗地编号 / 房屋编号)")
-        raws.append((p, k, raw))
-    crs = layers.common_working_crs([r for _, _, r in raws], working_crs=working_crs)
-
-    reports = []
-    for p, k, raw in raws:
-        _, report = layers.inspect_layer(raw, k, layer=layer, working_crs=crs, path=p,
-                                         min_redline_m2=_or_default(min_redline_m2))
-        reports.append(report)
+    result = layers.check_layers(paths, kind=kind, layer=layer, source_crs=source_crs, working_crs=working_crs,
+                                 id_from_layer=id_from_layer,
+                                 min_redline_m2=layers.MIN_REDLINE_M2 if min_redline_m2 is None else min_redline_m2)
+    for report in result.reports:
         click.echo(_render(report))
-
     if json_out:
-        text = json.dumps({"working_crs": crs.to_string(), "layers": [r.to_dict() for r in reports]},
-                          ensure_ascii=False, indent=2, default=str)
+        text = json.dumps(result.to_dict(), ensure_ascii=False, indent=2, default=str)
         if json_out == "-":
             click.echo(text)
         else:
             write_text_atomic(json_out, text)
-    bad = [r for r in reports if not r.ok]
+    bad = [r for r in result.reports if not r.ok]
     if bad:
-        click.echo(f"{len(bad)} of {len(reports)} layer(s) have problems.", err=True)
+        click.echo(f"{len(bad)} of {len(result.reports)} layer(s) have problems.", err=True)
         sys.exit(LayerValidationError.exit_code)
-    click.echo(f"all {len(reports)} layer(s) OK (working CRS {crs.to_string()}).")
+    click.echo(f"all {len(result.reports)} layer(s) OK (working CRS {result.working_crs.to_string()}).")
 
 
 def _render(r: layers.LayerReport) -> str:
@@ -97,7 +81,3 @@ def _render(r: layers.LayerReport) -> str:
     else:
         lines.append("  OK")
     return "\n".join(lines)
-
-
-def _or_default(min_redline_m2: float | None) -> float:
-    return layers.MIN_REDLINE_M2 if min_redline_m2 is None else min_redline_m2

@@ -1,19 +1,14 @@
-"""``gis demo``: build the demo county and run the whole system on it."""
+"""``gis demo``: build the demo county and run the whole system on it (:mod:`gis.demo`)."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import click
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from gis.synthetic.county import DEMO_SEED, make_demo_county
-from gis.errors import ProtectedOutputError
-
-#: The project whose battle map (作战图) the demo draws: the industrial park.
-BATTLE_MAP_PROJECT = "P03"
+from gis.synthetic.county import DEMO_SEED
 
 
 @click.command()
@@ -37,70 +32,30 @@ def demo(out, maps_dir, seed, workers, force):
     4. outputs in MAPS: clearance.html, battle map, clearance.png, bulletin.html/.xlsx,
        figures.gpkg/.xlsx.
     """
-    from gis.synthetic.epochs import run_demo_cycle, write_demo_epochs
-    from gis.products.webmap import write_clearance_map, write_static_map
-    from gis.clearance.pipeline import clearance, write_clearance
+    # measured: the scenario pulls in detection, the store and the products (~1.5 s); --help needs none
+    from gis.demo import STEPS, run_demo
+    from gis.serve.accounts import create_demo_users, demo_logins_text
+    from gis.weekly import STEPS as WEEKLY_STEPS
     from gis.weekly import format_summary
-    from gis.workspace import load_workspace
 
-    if not force:
-        _refuse_other_workspace(out)
     console = Console(stderr=True)
-    maps_dir.mkdir(parents=True, exist_ok=True)
-    with Progress(TextColumn("{task.description:<28}"), BarColumn(), TimeElapsedColumn(),
+    with Progress(TextColumn("{task.description:<36}"), BarColumn(), TimeElapsedColumn(),
                   console=console, transient=True, disable=not console.is_terminal) as bar:
-        task = bar.add_task("demo county layers", total=None)
-        county = make_demo_county(out, seed=seed)
-        bar.update(task, description="rendering survey imagery")
-        write_demo_epochs(county, out)
+        task = bar.add_task(STEPS[0], total=len(STEPS))
+        step = [STEPS[0]]
 
-        def progress(step: str, done: int, total: int) -> None:
-            bar.update(task, description=f"weekly run: {step}", completed=done - 1, total=total)
+        def progress(done: int, total: int) -> None:
+            step[0] = STEPS[done - 1]
+            bar.update(task, description=step[0], completed=done - 1, total=total)
 
-        summary = run_demo_cycle(out, maps_dir, progress=progress, workers=workers)
+        def weekly_progress(done: int, total: int) -> None:
+            bar.update(task, description=f"{step[0]}: {WEEKLY_STEPS[done - 1]}")
 
-        bar.update(task, description="figures, battle map, PNG", total=None)
-        ws = load_workspace(out)
-        store = ws.open_store()
-        alerts = store.alerts()
-        c = clearance(ws.redlines, ws.parcels, previous=ws.previous_parcels, inventory=ws.inventory,
-                      as_of=county.as_of, working_crs=ws.working_crs)
-        write_clearance(c, maps_dir / "figures.gpkg", xlsx=maps_dir / "figures.xlsx")
-        latest = ws.epochs[-1]
-        write_clearance_map(c, maps_dir / f"battle_{BATTLE_MAP_PROJECT}.html", alerts=alerts,
-                            store_dir=store.store_dir, orthophoto=latest.ortho, project=BATTLE_MAP_PROJECT,
-                            as_of=county.as_of)
-        write_static_map(c, maps_dir / "clearance.png", alerts=alerts)
+        result = run_demo(out, maps_dir, seed=seed, workers=workers, force=force, progress=progress,
+                          weekly_progress=weekly_progress)
 
-    # stable names for the latest week, beside the dated ones the weekly run wrote
-    for key, name in (("map", "clearance.html"), ("bulletin", "bulletin.html")):
-        if key in summary.outputs:
-            shutil.copyfile(summary.outputs[key], maps_dir / name)
-    dated_xlsx = maps_dir / f"figures_{summary.epoch}.xlsx"
-    if dated_xlsx.exists():
-        shutil.copyfile(dated_xlsx, maps_dir / "bulletin.xlsx")
-
-    click.echo(format_summary(summary))
+    click.echo(format_summary(result.summary))
     click.echo(f"\ndemo workspace: {out} (gis.toml; try `gis alerts list --workspace {out}`)")
-    for name in ("clearance.html", f"battle_{BATTLE_MAP_PROJECT}.html", "clearance.png", "bulletin.html",
-                 "bulletin.xlsx", "figures.gpkg", "figures.xlsx"):
-        if (maps_dir / name).exists():
-            click.echo(f"  {maps_dir / name}")
-
-
-def _refuse_other_workspace(out: Path) -> None:
-    """The demo writes its layers, imagery and gis.toml into OUT: never over another workspace's."""
-    from gis.workspace import TOML_NAME, tomllib  # tomli on Python 3.10
-
-    toml = out / TOML_NAME
-    if not toml.is_file():
-        return
-    try:
-        red = tomllib.loads(toml.read_text(encoding="utf-8")).get("layers", {}).get("redlines")
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError, AttributeError):
-        red = None
-    if red != "redlines.gpkg":  # what the demo writes
-        raise ProtectedOutputError(
-            "the folder holds a workspace that is not the demo's; the demo would replace its layers, "
-            "imagery and gis.toml", path=out,
-            hint="give the demo another --out folder, or pass --force to replace that workspace")
+    for path in result.outputs:
+        click.echo(f"  {path}")
+    click.echo(demo_logins_text(create_demo_users(out), out))

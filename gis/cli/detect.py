@@ -8,6 +8,8 @@ import gc
 from pathlib import Path
 
 import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from gis.atomic import atomic_path
 from gis.cli.options import force_option
@@ -21,6 +23,18 @@ def _bands(value: str | None):
         return tuple(int(v) for v in value.split(","))
     except ValueError:
         raise click.BadParameter("give 1-based band numbers separated by commas, e.g. 1,2,3") from None
+
+
+@contextlib.contextmanager
+def _windows_bar(show: bool):
+    """A transient bar on stderr of the windows done, as ``progress(done, total)``; taken
+    off when detection ends or fails (so an error is not printed below it). Off a
+    terminal there is none: rich would still end it with a blank line."""
+    console = Console(stderr=True)
+    with Progress(TextColumn("detecting"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True, disable=not show or not console.is_terminal) as bar:
+        task = bar.add_task("detecting", total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
 @contextlib.contextmanager
@@ -38,7 +52,7 @@ def _collector_spared():
     try:
         import geopandas  # noqa: F401 - the output is a GeoDataFrame
 
-        import gis.detect  # noqa: F401
+        import gis.detect.run  # noqa: F401 - the detection modules
     finally:
         gc.enable()
     gc.freeze()
@@ -74,7 +88,8 @@ def _collector_spared():
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Output GeoPackage (layer changes).")
 @click.option("--register/--no-register", default=True, show_default=True,
               help="Measure how far the before image is offset from the after image and correct it.")
-@click.option("--progress/--no-progress", default=True, help="Progress bar on stderr.")
+@click.option("--progress/--no-progress", default=True,
+              help="Progress bar on stderr (shown on a terminal only).")
 @force_option
 def detect(before, after, dsm_before, dsm_after, within, parcels, inventory, model, mask_out, min_area,
            buffer, workers, bands_before, bands_after, out, register, progress, force):
@@ -100,10 +115,11 @@ def detect(before, after, dsm_before, dsm_after, within, parcels, inventory, mod
             if not (bb and ba):
                 raise click.UsageError("give both --bands-before and --bands-after")
             band_map = {"before": bb, "after": ba}
-        changes = detect_changes(before, after, dsm_before=dsm_before, dsm_after=dsm_after, within=within,
-                                 inventory=inventory, parcels=parcels, model=model, min_area=min_area,
-                                 buffer=buffer, workers=workers, mask_out=mask_out, progress=progress,
-                                 band_map=band_map, register=register)
+        with _windows_bar(progress) as report:
+            changes = detect_changes(before, after, dsm_before=dsm_before, dsm_after=dsm_after, within=within,
+                                     inventory=inventory, parcels=parcels, model=model, min_area=min_area,
+                                     buffer=buffer, workers=workers, mask_out=mask_out, progress=report,
+                                     band_map=band_map, register=register)
         with atomic_path(out) as tmp:
             changes.to_file(tmp, layer="changes", driver="GPKG")
         counts = changes["kind"].value_counts().to_dict()

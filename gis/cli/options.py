@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 crs_option = click.option(
@@ -42,4 +44,13 @@ min_redline_option = click.option(
     default=None,
     metavar="M2",
     help="Red lines smaller than this many square metres are an error (default: 1).",
+)
+workspace_option = click.option(
+    "--workspace",
+    "workspace",
+    default=".",
+    show_default=True,
+    envvar="GIS_WORKSPACE",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Workspace folder (with gis.toml); or set GIS_WORKSPACE.",
 )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 
 import click
@@ -10,9 +9,8 @@ import click
 from gis.cli.options import (crs_option, force_option, id_from_layer_option, min_redline_option,
                              working_crs_option)
 from gis.clearance.layers import MIN_REDLINE_M2
+from gis.clearance.pipeline import DEFAULT_BATCH, STREAM_ABOVE, clearance
 from gis.outputs import check_distinct, check_output, inputs
-from gis.clearance.pipeline import clearance, write_clearance
-from gis.clearance.stream import DEFAULT_BATCH, STREAM_ABOVE, feature_count, stream_clearance
 
 
 @click.command()
@@ -51,22 +49,10 @@ def overlay(redlines, parcels, out, xlsx, previous, as_of, batch_size, source_cr
     check_output(out, "gpkg", protected=own, force=force)
     if xlsx is not None:
         check_output(xlsx, "xlsx", protected=own, force=force)
-    as_of_date = as_of.date() if as_of else dt.date.today()
-    red_kw = {"id_from_layer": id_from_layer,
-              "min_redline_m2": MIN_REDLINE_M2 if min_redline_m2 is None else min_redline_m2}
-    # a folder is refused by the reader with a named error; counting it would only warn
-    if batch_size is None and parcels.is_file() and (feature_count(parcels) or 0) > STREAM_ABOVE:
-        batch_size = DEFAULT_BATCH
-    if batch_size:
-        c = stream_clearance(redlines, parcels, out_gpkg=out, xlsx=xlsx, previous=previous, as_of=as_of_date,
-                             source_crs=source_crs, working_crs=working_crs, batch_size=batch_size, **red_kw)
-    else:
-        c = clearance(redlines, parcels, previous=previous, as_of=as_of_date,
-                      source_crs=source_crs, working_crs=working_crs, **red_kw)
-        write_clearance(c, out, xlsx=xlsx)
-    for report in c.reports:
-        for r in report.repairs:
-            click.echo(f"repaired {report.kind} {r['id']}: {r['reason']}", err=True)
+    c = clearance(redlines, parcels, previous=previous, as_of=as_of.date() if as_of else None,
+                  source_crs=source_crs, working_crs=working_crs, id_from_layer=id_from_layer,
+                  min_redline_m2=MIN_REDLINE_M2 if min_redline_m2 is None else min_redline_m2,
+                  batch_size=batch_size, out=out, xlsx=xlsx)
     click.echo(f"{len(c.pieces)} parcel pieces in {len(c.projects)} projects, "
                f"{len(c.districts)} districts (CRS {c.crs.to_string()}) -> {out}")
     click.echo(_summary(c))

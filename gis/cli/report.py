@@ -6,13 +6,13 @@ from pathlib import Path
 
 import click
 
-from gis.cli.map import load_for_maps
-from gis.cli.options import force_option, lang_option
+from gis.cli.options import force_option, lang_option, workspace_option
+from gis.outputs import check_distinct, check_output, workspace_files
+from gis.workspace import load_workspace
 
 
 @click.command("report")
-@click.option("--workspace", required=True, type=click.Path(exists=True, path_type=Path),
-              help="Workspace folder (with gis.toml).")
+@workspace_option
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Bulletin HTML to write.")
 @click.option("--xlsx", type=click.Path(path_type=Path), default=None,
               help="Also the same tables as an Excel workbook with Chinese headers.")
@@ -29,17 +29,16 @@ def report(workspace, out, xlsx, as_of, since, lang, force):
     Example:
       gis report --workspace work --out maps/bulletin.html --xlsx maps/bulletin.xlsx
     """
-    from gis.outputs import check_distinct, check_output, workspace_files
+    # measured: the bulletin writer (pandas, matplotlib) takes ~1 s to import; --help and usage errors need none
     from gis.products.bulletin import write_bulletin
-    from gis.workspace import load_workspace
 
     ws = load_workspace(workspace)
     check_distinct(out=out, xlsx=xlsx)
     check_output(out, "html", protected=workspace_files(ws), force=force)
     if xlsx is not None:
         check_output(xlsx, "xlsx", protected=workspace_files(ws), force=force)
-    ws, c, alerts, _, day = load_for_maps(ws, as_of.date() if as_of else None)
-    lang = lang or ws.lang or "zh"
-    write_bulletin(c, out, alerts=alerts, store_dir=ws.store_dir, xlsx=xlsx, as_of=day, lang=lang,
-                   period_start=since.date() if since else None)
+    snap = ws.snapshot(as_of.date() if as_of else None)
+    write_bulletin(snap.clearance, out, alerts=snap.alerts, store_dir=snap.store_dir, xlsx=xlsx, as_of=snap.as_of,
+                   lang=lang or snap.lang,
+                   period_start=since.date() if since else None, waiting_days=ws.thresholds["waiting_days"])
     click.echo(f"wrote {out}" + (f" and {xlsx}" if xlsx else ""))

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import click
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from gis.weekly import format_summary, run_weekly
-
-workspace_option = click.option(
-    "--workspace", "workspace", default=".", show_default=True, envvar="GIS_WORKSPACE",
-    type=click.Path(file_okay=False, path_type=Path), help="Workspace folder (with gis.toml).")
+from gis.cli.options import workspace_option
+from gis.weekly import STEPS, format_summary, run_weekly
 
 
 @click.command("weekly")
@@ -35,13 +31,16 @@ def weekly(workspace, epoch, no_maps, as_json):
     # off a terminal, rich ends even a transient bar with a blank line: no bar there
     with Progress(TextColumn("{task.description:<14}"), BarColumn(), TimeElapsedColumn(),
                   console=console, transient=True, disable=as_json or not console.is_terminal) as bar:
-        task = bar.add_task("weekly", total=6)
+        task = bar.add_task("weekly", total=len(STEPS))
 
-        def progress(step: str, done: int, total: int) -> None:
-            bar.update(task, completed=done - 1, total=total, description=step)
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done - 1, total=total, description=STEPS[done - 1])
 
-        summary = run_weekly(workspace, epoch, progress=progress, maps=not no_maps)
-        bar.update(task, completed=6)
+        def windows(done: int, total: int) -> None:
+            bar.update(task, description=f"detect {done}/{total}")
+
+        summary = run_weekly(workspace, epoch, progress=progress, detect_progress=windows, maps=not no_maps)
+        bar.update(task, completed=len(STEPS))
     if as_json:
         click.echo(json.dumps(summary.to_dict(), ensure_ascii=False, indent=2, default=str))
     else:

@@ -19,7 +19,7 @@ Two kinds of model, saved with joblib as a dict:
   unsupervised objects are scored and those below 0.5 are dropped.
 
 Learning must be local: a model trained on one region transfers badly to
-another (see BASELINES.md), so train on the county's own verdicts.
+another (docs/detection.md, "Trained models"), so train on the county's own verdicts.
 """
 
 from __future__ import annotations
@@ -28,16 +28,17 @@ import logging
 from pathlib import Path
 
 import cv2
-import joblib
 import numpy as np
 
+from gis.atomic import atomic_path
 from gis.detect.features import FEATURE_NAMES, SceneStats, compute_features, feature_stack
 from gis.errors import ModelError
 
 log = logging.getLogger(__name__)
 
 __all__ = ["superpixels", "region_features", "segment_features", "fit", "save_model", "load_model",
-           "segment_probability", "object_probability", "pair_samples", "MeanClassifier", "MODEL_VERSION"]
+           "segment_probability", "object_probability", "check_nir", "pair_samples", "MeanClassifier",
+           "MODEL_VERSION"]
 
 #: 4: a segments model holds an ensemble (:class:`MeanClassifier`); detection averages 4 grids.
 #: 5: features see the before image colour-matched by a 3 x 3 matrix, not band by band
@@ -178,7 +179,9 @@ def fit(X: np.ndarray, y: np.ndarray, *, mode: str, nir: bool, seed: int = 0) ->
 
 
 def save_model(model: dict, path) -> Path:
-    from gis.atomic import atomic_path
+    # joblib is imported where a model file is written or read: every detection and
+    # every worker process imports this module (~60 ms for joblib), most with no model
+    import joblib
 
     with atomic_path(path) as tmp:
         joblib.dump(model, tmp)
@@ -190,6 +193,8 @@ def load_model(path) -> dict:
     path = Path(path)
     if not path.exists():
         raise ModelError("model file does not exist", path=path, hint="train one with `gis model train`")
+    import joblib  # see save_model
+
     try:
         model = joblib.load(path)
     except Exception as exc:  # joblib raises many kinds (pickle, EOF, ...): all mean unusable
@@ -202,7 +207,8 @@ def load_model(path) -> dict:
     return model
 
 
-def _check_nir(model: dict, nir: bool) -> None:
+def check_nir(model: dict, nir: bool) -> None:
+    """Refuse a model trained on other bands than the imagery's (``nir``: it has a NIR band)."""
     if model["nir"] != nir:
         raise ModelError(f"model was trained on {'RGB+NIR' if model['nir'] else 'RGB'} imagery but "
                          f"these images are {'RGB+NIR' if nir else 'RGB'}",
@@ -212,7 +218,7 @@ def _check_nir(model: dict, nir: bool) -> None:
 def segment_probability(model: dict, f: dict, res: float, nir: bool) -> np.ndarray:
     """Change probability per pixel: the mean over the :data:`GRID_SHIFTS` segmentations
     of each segment's probability."""
-    _check_nir(model, nir)
+    check_nir(model, nir)
     stack = feature_stack(f)
     out = None
     for shift in GRID_SHIFTS:
@@ -224,7 +230,7 @@ def segment_probability(model: dict, f: dict, res: float, nir: bool) -> np.ndarr
 
 def object_probability(model: dict, f: dict, labels: np.ndarray, n: int, nir: bool) -> np.ndarray:
     """Probability that each labelled object (1..n-1) is a real change."""
-    _check_nir(model, nir)
+    check_nir(model, nir)
     X = region_features(feature_stack(f), labels, n)
     return model["classifier"].predict_proba(X)[:, 1]
 

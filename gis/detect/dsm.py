@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from gis.detect.features import SceneStats
-from gis.detect.spectral import _kernel_px, clean
+from gis.detect.spectral import kernel_px, clean
 
 __all__ = ["height_masks", "MIN_HEIGHT_GAIN"]
 
@@ -23,7 +23,7 @@ def height_masks(dsm_before: np.ndarray, dsm_after: np.ndarray, f: dict, stats: 
     dz = dsm_after - dsm_before - stats.dsm_offset
     dz = np.where(np.isfinite(dz), dz, 0).astype(np.float32)
     vegetated = f["veg_b"] > (0.35 if nir else 0.06)
-    k = _kernel_px(1.5, res)
+    k = kernel_px(1.5, res)
     gain = clean((dz >= min_gain) & ~vegetated, k, k)
     loss = clean((dz <= -min_gain) & ~(f["veg_a"] > (0.35 if nir else 0.06)), k, k)
     score = np.clip(np.abs(dz) / (2 * min_gain), 0, 1)

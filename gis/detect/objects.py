@@ -19,10 +19,11 @@ from affine import Affine
 from rasterio.features import shapes
 from shapely.geometry import shape
 
-__all__ = ["KINDS", "KIND_CODES", "components", "polygonise", "MIN_AREA"]
+from gis.schema import ALERT_KINDS
 
-KINDS = ("new_structure", "new_crops", "demolished", "other")
-KIND_CODES = {k: i + 1 for i, k in enumerate(KINDS)}
+__all__ = ["KINDS", "components", "polygonise", "refine", "MIN_AREA"]
+
+KINDS = ALERT_KINDS
 #: default minimum areas (m2) per kind
 MIN_AREA = {"new_structure": 20.0, "new_crops": 100.0, "demolished": 20.0, "other": 20.0}
 #: a bright, unvegetated new object this large is a greenhouse (a crop), not a house

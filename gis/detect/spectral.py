@@ -1,4 +1,4 @@
-"""Spectral building change: new roof-like surfaces (and their disappearance).
+"""Spectral building change: new roof-like surfaces.
 
 The score (see :mod:`gis.detect.features`) multiplies three cues: the after
 image looks like a roof (grey, unvegetated, or blue steel), the before image
@@ -14,7 +14,7 @@ import numpy as np
 
 from gis.detect.features import SceneStats
 
-__all__ = ["building_mask", "demolition_mask", "clean"]
+__all__ = ["building_mask", "clean", "hysteresis", "kernel_px"]
 
 _K3 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
 _K5 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
@@ -30,7 +30,7 @@ def clean(mask: np.ndarray, open_px: int = 5, close_px: int = 5) -> np.ndarray:
     return m > 0
 
 
-def _kernel_px(metres: float, res: float) -> int:
+def kernel_px(metres: float, res: float) -> int:
     """Odd kernel size of about ``metres`` on the ground, at least 3 px."""
     k = max(3, int(round(metres / res)))
     return k + 1 - k % 2
@@ -40,7 +40,7 @@ def building_mask(f: dict, stats: SceneStats, res: float) -> tuple[np.ndarray, n
     """(mask, score) of new structures. Kernels scale with the pixel size so
     that a 2 m-wide strip is dropped whatever the resolution."""
     score = f["building"]
-    m = clean(score > stats.building_threshold, _kernel_px(2.5, res), _kernel_px(2.5, res))
+    m = clean(score > stats.building_threshold, kernel_px(2.5, res), kernel_px(2.5, res))
     return hysteresis(m, score, min(HYSTERESIS_CAP, HYSTERESIS * stats.building_threshold)), score
 
 
@@ -62,10 +62,3 @@ def hysteresis(mask: np.ndarray, score: np.ndarray, high: float) -> np.ndarray:
     strong = np.bincount(lab[score > high], minlength=n) > 0
     strong[0] = False
     return strong[lab]
-
-
-def demolition_mask(f: dict, stats: SceneStats, res: float) -> tuple[np.ndarray, np.ndarray]:
-    """(mask, score) of structures that are gone (roof-like before, not now)."""
-    score = f["demolition"]
-    m = clean(score > stats.building_threshold, _kernel_px(2.5, res), _kernel_px(2.5, res))
-    return m, score

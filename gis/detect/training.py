@@ -17,8 +17,10 @@ drops unsupervised detections patrols would have called false alarms.
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
+import cv2
 import geopandas as gpd
 import numpy as np
 import rasterio
@@ -29,8 +31,12 @@ from rasterio.windows import Window, from_bounds
 from gis.detect import classifier as C
 from gis.detect.features import compute_features, feature_stack
 from gis.detect.register import estimate_shift
+from gis.detect.sampling import sample_scene, work_factor
 from gis.detect.scene import estimate_stats
 from gis.errors import InputError, ModelError
+from gis.imagery.pair import open_pair
+from gis.imagery.reading import gdal_env, read_window
+from gis.imagery.windows import windows_within
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +49,6 @@ _EXT = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 
 def _read_image(path: Path) -> tuple[np.ndarray, float]:
     """(bands, h, w) float32 and pixel size; non-georeferenced files are 0.5 m."""
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
         with rasterio.open(path) as src:
@@ -80,16 +84,10 @@ def _pair_stats(before, after, res):
     return estimate_stats([(before, after, valid)], res=res)
 
 
-def _factor(res: float) -> int:
-    from gis.detect.run import WORK_RES
-    return max(1, int(WORK_RES / res + 1e-6))
-
-
 def _shrink(arr: np.ndarray, factor: int) -> np.ndarray:
-    """Area-average (bands, h, w) by ``factor``, as detection does (gis.imagery.pair)."""
+    """Area-average (bands, h, w) by ``factor``, as detection does (gis.imagery.reading)."""
     if factor == 1:
         return arr
-    import cv2
     size = (-(-arr.shape[2] // factor), -(-arr.shape[1] // factor))
     return np.stack([cv2.resize(b, size, interpolation=cv2.INTER_AREA) for b in arr.astype(np.float32)])
 
@@ -119,7 +117,7 @@ def train_from_pairs(folder, *, exclude: tuple[str, ...] = (), seed: int = 0, re
     for name, before, after, label, res in read_pair_folder(folder):
         if name in exclude:
             continue
-        k = _factor(res)
+        k = work_factor(res)
         before_w, after = _shrink(before, k), _shrink(after, k)
         moved = _registered(before, before_w, after, k) if register else None
         before = before_w if moved is None else _shrink(moved, k)
@@ -138,8 +136,6 @@ def train_from_pairs(folder, *, exclude: tuple[str, ...] = (), seed: int = 0, re
 def train_from_alerts(alerts, before, after, *, layer: str | None = "alerts", seed: int = 0,
                       register: bool = True) -> dict:
     """A ``mode="objects"`` model from alerts with verdicts over two orthophotos."""
-    from gis.imagery.pair import open_pair, read_window
-
     gdf = gpd.read_file(alerts, layer=layer) if not isinstance(alerts, gpd.GeoDataFrame) else alerts
     cols = [c for c in ("verdict", "status") if c in gdf.columns]
     if not cols:
@@ -162,14 +158,12 @@ def train_from_alerts(alerts, before, after, *, layer: str | None = "alerts", se
     if not inside.all():
         log.warning("%d alert(s) lie outside the images and are skipped", int((~inside).sum()))
         gdf, y = gdf[inside], y[inside]
-    k = _factor(pair.grid.res)
+    k = work_factor(pair.grid.res)
     res = pair.grid.res * k
     # scene statistics as detection computes them (same sample of blocks), so the
     # features seen in training are the ones the detector will show the model
-    from gis.detect.run import GDAL_CACHE_MB, sample_scene
-    from gis.imagery.pair import windows_within
     blocks = windows_within(pair.grid, gdf.geometry.values, buffer=0.0, block=512)
-    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+    with gdal_env():
         # co-registered as detection will be
         pair, samples = sample_scene(pair, blocks, k, register=register)
         stats = estimate_stats(samples, nir=pair.has_nir, res=res)

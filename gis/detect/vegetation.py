@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from gis.detect.features import SceneStats
-from gis.detect.spectral import _kernel_px, clean
+from gis.detect.spectral import kernel_px, clean
 
 __all__ = ["vegetation_mask"]
 
@@ -21,6 +21,6 @@ def vegetation_mask(f: dict, stats: SceneStats, res: float, nir: bool) -> tuple[
     """(mask, confidence-like score in [0, 1]) of new vegetation."""
     gain = f["veg_gain"]
     vegetated = f["veg_b"] > (0.35 if nir else 0.06)
-    m = clean((gain > stats.veg_threshold) & vegetated, _kernel_px(3.0, res), _kernel_px(3.0, res))
+    m = clean((gain > stats.veg_threshold) & vegetated, kernel_px(3.0, res), kernel_px(3.0, res))
     score = np.clip(gain / (2 * stats.veg_threshold), 0, 1)
     return m, score

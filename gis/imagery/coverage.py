@@ -13,7 +13,7 @@ per image, spread evenly. (A decimated read of the mask would decode every
 tile of a file without overviews, which most deliveries are.) A point has data
 where the file's mask (nodata, alpha band, internal mask) says so; in a file
 that declares none, where it is not pure black (0 in every band), as the
-black-collar rule of :mod:`gis.imagery.pair` reads it.
+black-collar rule of :mod:`gis.imagery.reading` reads it.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from rasterio.features import rasterize
 from rasterio.transform import from_origin
 from rasterio.windows import Window
 
-from gis.imagery.pair import decoding
+from gis.imagery.reading import decoding
 
 log = logging.getLogger(__name__)
 

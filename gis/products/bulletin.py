@@ -4,11 +4,16 @@ What the leaders and inspectors read each week: headline figures, per-project
 and per-district tables (completion rate, clean-land rate, progress ratio,
 counts left, overdue), the red list and black list (红黑榜), new alerts this
 week by district and kind, growing alerts, alerts waiting for a verdict more
-than three days, and a progress chart (PNG, embedded as a data URI).
+than the workspace's ``waiting_days`` (gis.toml), and a progress chart (PNG,
+embedded as a data URI).
 
 :func:`bulletin_tables` computes every table once; the HTML and the xlsx are
-two renderings of the same tables, so they cannot disagree. Every text from
-the layers (names, notes, ids) is escaped in the HTML.
+two renderings of the same tables, so they cannot disagree. Which alerts are
+growing or waiting is decided by :func:`gis.alerts.identity.growing_alerts`
+and :func:`gis.alerts.identity.waiting_for_verdict`, the rules of the weekly
+summary too. Every word comes from :mod:`gis.labels`, and the workbook shows
+every value in the bulletin's language (kinds, statuses, lists, yes/no).
+Every text from the layers (names, notes, ids) is escaped in the HTML.
 """
 
 from __future__ import annotations
@@ -23,18 +28,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from gis.products import style as mapstyle
+from gis.alerts.identity import growing_alerts, waiting_for_verdict
 from gis.atomic import write_text_atomic
+from gis.labels import BULLETIN_SHEETS, table, waiting_heading, yes_no
+from gis.products import style
 from gis.products.excel import DECIMAL, INTEGER, PERCENT, Sheet, write_workbook
-from gis.schema import FIGURE_HEADERS_ZH, LIST_LABELS_ZH
+from gis.schema import OPEN_ALERT_STATUSES
+from gis.workspace import DEFAULT_THRESHOLDS
 
 log = logging.getLogger(__name__)
 
-__all__ = ["write_bulletin", "bulletin_tables", "WAIT_DAYS"]
+__all__ = ["write_bulletin", "bulletin_tables", "write_bulletin_xlsx", "DEFAULT_WAITING_DAYS"]
 
-#: An alert still without a verdict this many days after its status last changed is listed.
-WAIT_DAYS = 3
-OPEN_FOR_VERDICT = ("new", "dispatched")
+#: Alerts without a verdict for more days than this are listed, unless the caller
+#: passes the workspace's own ``thresholds.waiting_days``.
+DEFAULT_WAITING_DAYS = int(DEFAULT_THRESHOLDS["waiting_days"])
 PROJECT_COLUMNS = ["project_id", "name", "district", "total_mu", "acquired_mu", "delivered_mu",
                    "completion_rate", "clean_land_rate", "houses_left", "households_left", "graves_left",
                    "special_crops_left", "attachments_left", "deadline", "overdue", "progressed"]
@@ -44,65 +52,25 @@ DISTRICT_COLUMNS = ["rank", "district", "total_mu", "acquired_mu", "delivered_mu
 LIST_COLUMNS = ["rank", "district", "completion_rate", "clean_land_rate", "progress_ratio"]
 ALERT_COLUMNS = ["alert_id", "kind", "status", "district", "project_id", "parcel_id", "area_m2", "area_mu",
                  "first_seen", "last_seen", "post_freeze", "status_since", "note"]
-EXTRA_HEADERS_ZH = {
-    "alert_id": "预警编号", "kind": "类型", "status": "状态", "parcel_id": "宗地编号", "area_m2": "面积(m²)",
-    "area_mu": "面积(亩)", "first_seen": "首次发现", "last_seen": "最近发现", "post_freeze": "冻结日后新增",
-    "status_since": "状态起始日", "note": "备注", "waiting_days": "等待天数", "total": "合计",
-    "figure": "指标", "value": "数值",
-}
 RATE_COLUMNS = {"completion_rate", "clean_land_rate", "progress_ratio"}
-
-TEXT = {
-    "zh": {"title": "征地拆迁与两违监测周通报", "period": "统计周期", "made": "生成日期",
-           "headline": "一、总体情况", "projects": "二、重点项目进度", "districts": "三、区县排名",
-           "lists": "四、红黑榜", "red": "红榜", "black": "黑榜", "new_alerts": "五、本周新增预警(按区县、类型)",
-           "growing": "六、面积持续增长的预警", "waiting": f"七、超过{WAIT_DAYS}天未核查的预警",
-           "chart": "各项目征地完成率与净地率", "none": "无", "overdue_note": "逾期项目以红色标出。",
-           "n_projects": "重点项目个数", "total_mu": "红线内宗地面积(亩)", "acquired_mu": "已征收面积(亩)",
-           "delivered_mu": "净地面积(亩)", "completion_rate": "征地完成率", "clean_land_rate": "净地率",
-           "progress_ratio": "进度占比率", "overdue_projects": "逾期项目个数", "alerts_new": "本周新增预警",
-           "alerts_open": "待处置预警", "alerts_post_freeze": "冻结日后新增预警", "yes": "是", "no": "否"},
-    "en": {"title": "Weekly bulletin: land clearance and illegal construction", "period": "Period",
-           "made": "Made", "headline": "1. Overview", "projects": "2. Key projects", "districts": "3. Districts",
-           "lists": "4. Red and black lists", "red": "Red list", "black": "Black list",
-           "new_alerts": "5. New alerts this week (district x kind)", "growing": "6. Growing alerts",
-           "waiting": f"7. Alerts waiting for a verdict over {WAIT_DAYS} days", "chart": "Completion and clean-land rate by project",
-           "none": "none", "overdue_note": "Overdue projects in red.", "n_projects": "Key projects",
-           "total_mu": "Area in red lines (mu)", "acquired_mu": "Acquired (mu)", "delivered_mu": "Clean land (mu)",
-           "completion_rate": "Completion rate", "clean_land_rate": "Clean-land rate",
-           "progress_ratio": "Progress ratio", "overdue_projects": "Overdue projects",
-           "alerts_new": "New alerts this week", "alerts_open": "Open alerts",
-           "alerts_post_freeze": "Alerts after freeze date", "yes": "yes", "no": "no"},
-}
+BOOL_COLUMNS = ("overdue", "progressed", "post_freeze")
+#: Columns holding codes, and the label table that names them.
+CODE_COLUMNS = {"kind": "kind", "status": "alert_status", "list": "list"}
 
 
-EXTRA_HEADERS_EN = {"rank": "Rank", "list": "List", "projects": "Projects",
-                    "projects_progressed": "Projects with progress", "progressed": "Progress this period",
-                    "area_m2": "Area (m²)", "area_mu": "Area (mu)", "status_since": "Status since",
-                    "waiting_days": "Days waiting", "total": "Total", "figure": "Figure", "value": "Value",
-                    "parcel_id": "Parcel"}
+def bulletin_tables(clearance, *, alerts=None, as_of=None, period_start=None, lang: str = "zh",
+                    waiting_days: int = DEFAULT_WAITING_DAYS) -> dict[str, pd.DataFrame]:
+    """Every table of the bulletin, in canonical (English) column names.
 
-
-def headers(lang: str) -> dict[str, str]:
-    """Column name -> header people read."""
-    if lang == "zh":
-        return {**FIGURE_HEADERS_ZH, **EXTRA_HEADERS_ZH}
-    en = mapstyle.LABELS["en"]
-    names = set(FIGURE_HEADERS_ZH) | set(EXTRA_HEADERS_ZH)
-    out = {c: en.get(c, c.replace("_", " ").capitalize()) for c in names}
-    out.update({c: f"{en[c]} (mu)" for c in ("total_mu", "acquired_mu", "delivered_mu")})
-    return {**out, **EXTRA_HEADERS_EN}
-
-
-def bulletin_tables(clearance, *, alerts=None, as_of=None, period_start=None,
-                    lang: str = "zh") -> dict[str, pd.DataFrame]:
-    """Every table of the bulletin, in canonical (English) column names."""
+    ``waiting_days`` is the workspace's ``thresholds.waiting_days``: alerts without
+    a verdict for more days than that are listed.
+    """
     as_of = pd.Timestamp(as_of or getattr(clearance, "as_of", None) or dt.date.today()).normalize()
     start = pd.Timestamp(period_start).normalize() if period_start is not None else as_of - pd.Timedelta(days=6)
     projects = clearance.projects[[c for c in PROJECT_COLUMNS if c in clearance.projects.columns]].copy()
     districts = clearance.districts.sort_values("rank")
     districts = districts[[c for c in DISTRICT_COLUMNS if c in districts.columns]].copy()
-    T = TEXT[lang]
+    T = table("bulletin", lang)
 
     total = districts["total_mu"].sum()  # districts count land once (overlapping projects)
     acquired, delivered = districts["acquired_mu"].sum(), districts["delivered_mu"].sum()
@@ -113,12 +81,9 @@ def bulletin_tables(clearance, *, alerts=None, as_of=None, period_start=None,
     a = _alerts_frame(alerts)
     first = pd.to_datetime(a["first_seen"], errors="coerce")
     new = a[(first >= start) & (first <= as_of)]
-    open_mask = a["status"].isin(mapstyle.OPEN_ALERT_STATUSES)
-    since = pd.to_datetime(a["status_since"].where(a["status_since"].astype(str) != "", a["first_seen"]),
-                           errors="coerce")
-    waiting = a[a["status"].isin(OPEN_FOR_VERDICT) & (since <= as_of - pd.Timedelta(days=WAIT_DAYS))].copy()
-    waiting["waiting_days"] = (as_of - since[waiting.index]).dt.days
-    growing = a[a["growing"].astype(bool) & open_mask]
+    open_mask = a["status"].isin(OPEN_ALERT_STATUSES)
+    waiting = waiting_for_verdict(a, as_of, waiting_days)
+    growing = growing_alerts(a)
 
     headline = pd.DataFrame({"figure": [T[k] for k in (
         "n_projects", "total_mu", "acquired_mu", "delivered_mu", "completion_rate", "clean_land_rate",
@@ -127,7 +92,7 @@ def bulletin_tables(clearance, *, alerts=None, as_of=None, period_start=None,
                   acquired / total if total else np.nan, delivered / total if total else np.nan,
                   progressed / n_proj if n_proj else np.nan, overdue, len(new), int(open_mask.sum()),
                   int((a["post_freeze"].astype(bool) & open_mask).sum())])})
-    kinds = mapstyle.KIND_LABELS[lang]
+    kinds = table("kind", lang)
     if len(new):
         by = pd.crosstab(new["district"].replace("", "-"), new["kind"].map(kinds).fillna(new["kind"]))
         by["total"] = by.sum(axis=1)
@@ -143,9 +108,9 @@ def bulletin_tables(clearance, *, alerts=None, as_of=None, period_start=None,
         "black_list": lists.loc[lists["list"] == "black", [c for c in LIST_COLUMNS if c in lists]],
         "new_alerts": by,
         "growing": growing[[c for c in ALERT_COLUMNS if c in growing.columns]],
-        "waiting": waiting[[c for c in ALERT_COLUMNS + ["waiting_days"] if c in waiting.columns]]
-        .sort_values("waiting_days", ascending=False),
-        "_period": pd.DataFrame({"start": [start.date()], "end": [as_of.date()]}),
+        "waiting": waiting[[c for c in ALERT_COLUMNS + ["waiting_days"] if c in waiting.columns]],
+        "_period": pd.DataFrame({"start": [start.date()], "end": [as_of.date()],
+                                 "waiting_days": [int(waiting_days)]}),
     }
 
 
@@ -166,9 +131,13 @@ def _alerts_frame(alerts) -> pd.DataFrame:
 
 
 def write_bulletin(clearance, out_html, *, alerts=None, store_dir=None, xlsx=None, as_of=None,
-                   lang: str = "zh", period_start=None) -> Path:
-    """Write the bulletin HTML (and the xlsx when asked); returns the HTML path."""
-    tables = bulletin_tables(clearance, alerts=alerts, as_of=as_of, period_start=period_start, lang=lang)
+                   lang: str = "zh", period_start=None, waiting_days: int = DEFAULT_WAITING_DAYS) -> Path:
+    """Write the bulletin HTML (and the xlsx when asked); returns the HTML path.
+
+    ``waiting_days`` is the workspace's ``thresholds.waiting_days`` (see :func:`bulletin_tables`).
+    """
+    tables = bulletin_tables(clearance, alerts=alerts, as_of=as_of, period_start=period_start, lang=lang,
+                             waiting_days=waiting_days)
     chart = _progress_chart(tables["projects"], lang)
     page = _html(tables, chart, lang)
     out = write_text_atomic(out_html, page)
@@ -183,7 +152,7 @@ def write_bulletin(clearance, out_html, *, alerts=None, store_dir=None, xlsx=Non
 
 def _display(df: pd.DataFrame, lang: str) -> pd.DataFrame:
     """Values as people read them: rates in %, mu to 2 decimals, yes/no, labels."""
-    T, out = TEXT[lang], df.copy()
+    T, out = table("bulletin", lang), _labelled(df, lang)
     for c in out.columns:
         if c in RATE_COLUMNS:
             out[c] = out[c].map(lambda v: "" if pd.isna(v) else f"{100 * v:.1f}%")
@@ -191,16 +160,10 @@ def _display(df: pd.DataFrame, lang: str) -> pd.DataFrame:
             out[c] = out[c].map(lambda v: "" if pd.isna(v) else f"{v:.2f}")
         elif c.endswith("_left"):
             out[c] = out[c].map(lambda v: "" if pd.isna(v) else f"{v:.0f}")
-        elif c in ("overdue", "progressed", "post_freeze"):
-            out[c] = out[c].map(lambda v: "" if v is None or v is pd.NA else (T["yes"] if v else T["no"]))
+        elif c in BOOL_COLUMNS:
+            out[c] = out[c].map(lambda v: yes_no(v, lang))
         elif c == "deadline":
             out[c] = pd.to_datetime(out[c]).dt.strftime("%Y-%m-%d").fillna("")
-        elif c == "list":
-            out[c] = out[c].map(LIST_LABELS_ZH if lang == "zh" else {"red": "red", "black": "black"}).fillna("")
-        elif c == "kind":
-            out[c] = out[c].map(mapstyle.KIND_LABELS[lang]).fillna(out[c])
-        elif c == "status":
-            out[c] = out[c].map(mapstyle.ALERT_STATUS_LABELS[lang]).fillna(out[c])
     if "figure" in out:  # the headline mixes rates, areas and counts in one column
         rates = {T[k] for k in RATE_COLUMNS}
         out["value"] = ["" if pd.isna(v) else f"{100 * v:.1f}%" if f in rates
@@ -209,11 +172,19 @@ def _display(df: pd.DataFrame, lang: str) -> pd.DataFrame:
     return out
 
 
+def _labelled(df: pd.DataFrame, lang: str) -> pd.DataFrame:
+    """A copy with the code columns (kind, alert status, red/black list) in words."""
+    out = df.copy()
+    for col, name in CODE_COLUMNS.items():
+        if col in out:
+            out[col] = out[col].map(table(name, lang)).fillna(out[col])
+    return out
+
+
 def _table_html(df: pd.DataFrame, lang: str, *, row_class=None) -> str:
-    T = TEXT[lang]
     if not len(df):
-        return f"<p class='none'>{html.escape(T['none'])}</p>"
-    head = headers(lang)
+        return f"<p class='none'>{html.escape(table('bulletin', lang)['none'])}</p>"
+    head = table("header", lang)
     shown = _display(df, lang)
     th = "".join(f"<th>{html.escape(str(head.get(c, c)))}</th>" for c in shown.columns)
     rows = []
@@ -232,26 +203,27 @@ def _progress_chart(projects: pd.DataFrame, lang: str) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from gis.products.staticmap import _font_or_default, cjk_font
+    from gis.products.staticmap import font_for
 
-    family = cjk_font() if lang == "zh" else _font_or_default()
+    T = table("bulletin", lang)
+    family = font_for(lang)
     p = projects.sort_values("completion_rate", ascending=True)
     names = [str(n) if pd.notna(n) and str(n) else str(i) for n, i in zip(p.get("name", p["project_id"]),
                                                                         p["project_id"])]
     y = np.arange(len(p))
     with plt.rc_context({"font.family": family, "axes.unicode_minus": False}):
         fig, ax = plt.subplots(figsize=(8, 0.45 * len(p) + 1.4), dpi=110)
-        ax.barh(y + 0.2, p["completion_rate"].fillna(0) * 100, 0.4, color="#74add1",
-                label=TEXT[lang]["completion_rate"])
-        ax.barh(y - 0.2, p["clean_land_rate"].fillna(0) * 100, 0.4, color="#1a9850",
-                label=TEXT[lang]["clean_land_rate"])
+        ax.barh(y + 0.2, p["completion_rate"].fillna(0) * 100, 0.4, color=style.COMPLETION_COLOUR,
+                label=T["completion_rate"])
+        ax.barh(y - 0.2, p["clean_land_rate"].fillna(0) * 100, 0.4, color=style.CLEAN_LAND_COLOUR,
+                label=T["clean_land_rate"])
         ax.set_yticks(y, names)
         overdue = p["overdue"].fillna(False).astype(bool).to_numpy() if "overdue" in p else np.zeros(len(p), bool)
         for tick, late in zip(ax.get_yticklabels(), overdue):
             tick.set_color("#b30000" if late else "black")
         ax.set_xlim(0, 100)
         ax.set_xlabel("%")
-        ax.set_title(TEXT[lang]["chart"])
+        ax.set_title(T["chart"])
         ax.legend(loc="lower right", fontsize=8)
         ax.grid(axis="x", alpha=0.3)
         fig.tight_layout()
@@ -281,7 +253,7 @@ img.chart { max-width: 100%; display: block; margin: 8px auto; }
 
 
 def _html(t: dict[str, pd.DataFrame], chart: str, lang: str) -> str:
-    T = TEXT[lang]
+    T = table("bulletin", lang)
     esc = html.escape
     period = t["_period"].iloc[0]
     overdue = (["overdue" if bool(v) else "" for v in t["projects"]["overdue"].fillna(False)]
@@ -300,7 +272,7 @@ def _html(t: dict[str, pd.DataFrame], chart: str, lang: str) -> str:
         f"<div><h3 class='black'>{esc(T['black'])}</h3>{_table_html(t['black_list'], lang)}</div></div>",
         f"<h2>{esc(T['new_alerts'])}</h2>{_table_html(t['new_alerts'], lang)}",
         f"<h2>{esc(T['growing'])}</h2>{_table_html(t['growing'], lang)}",
-        f"<h2>{esc(T['waiting'])}</h2>{_table_html(t['waiting'], lang)}",
+        f"<h2>{esc(waiting_heading(int(period['waiting_days']), lang))}</h2>{_table_html(t['waiting'], lang)}",
     ]
     return (f"<!DOCTYPE html>\n<html lang='{'zh-CN' if lang == 'zh' else 'en'}'><head><meta charset='utf-8'>"
             "<meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; img-src data:; "
@@ -309,35 +281,27 @@ def _html(t: dict[str, pd.DataFrame], chart: str, lang: str) -> str:
             f"<body>{''.join(parts)}</body></html>\n")
 
 
-SHEETS = {"zh": {"headline": "总体情况", "projects": "项目进度", "districts": "区县排名", "red_list": "红榜",
-                 "black_list": "黑榜", "new_alerts": "本周新增预警", "growing": "面积增长预警",
-                 "waiting": "超期未核查预警"},
-          "en": {"headline": "overview", "projects": "projects", "districts": "districts", "red_list": "red list",
-                 "black_list": "black list", "new_alerts": "new alerts", "growing": "growing alerts",
-                 "waiting": "waiting for verdict"}}
-
-
 def write_bulletin_xlsx(tables: dict[str, pd.DataFrame], out, *, lang: str = "zh") -> Path:
     """The bulletin's tables, one sheet each, through the one safe writer of :mod:`gis.products.excel`."""
-    head = headers(lang)
-    sheets = [Sheet(name, _xlsx_frame(tables[key], lang), head,
+    head, names = table("header", lang), table("sheet", lang)
+    sheets = [Sheet(names[key], _xlsx_frame(tables[key], lang), head,
                     {"value": _headline_formats(tables[key], lang)} if key == "headline" else {})
-              for key, name in SHEETS[lang].items()]
+              for key in BULLETIN_SHEETS]
     return write_workbook(out, sheets, lang=lang)
 
 
 def _xlsx_frame(df: pd.DataFrame, lang: str) -> pd.DataFrame:
-    """Deadlines as dates and list labels in the bulletin's language; the rest as computed."""
-    out = df.copy()
+    """Deadlines as dates; kinds, alert statuses and lists in the bulletin's language
+    (yes/no are the writer's); the rest as computed."""
+    out = _labelled(df, lang)
     if "deadline" in out:
         out["deadline"] = pd.to_datetime(out["deadline"]).dt.date
-    if "list" in out:
-        out["list"] = out["list"].map(LIST_LABELS_ZH if lang == "zh" else {}).fillna(out["list"])
     return out
 
 
 def _headline_formats(headline: pd.DataFrame, lang: str) -> list[str]:
     """The headline mixes rates, areas and counts in one column: a format per row."""
-    rates = {TEXT[lang][k] for k in RATE_COLUMNS}
+    T = table("bulletin", lang)
+    rates = {T[k] for k in RATE_COLUMNS}
     return [PERCENT if f in rates else DECIMAL if isinstance(v, float) else INTEGER
             for f, v in zip(headline["figure"], headline["value"])]

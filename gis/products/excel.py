@@ -44,15 +44,15 @@ from typing import Any
 import pandas as pd
 
 from gis.atomic import atomic_path
+from gis.labels import YES_NO, check_lang
 
 __all__ = ["Sheet", "write_workbook", "column_format", "inert_text", "display_width",
-           "FORMULA_PREFIXES", "PERCENT", "DECIMAL", "INTEGER", "DATE", "YES_NO"]
+           "FORMULA_PREFIXES", "PERCENT", "DECIMAL", "INTEGER", "DATE"]
 
 #: A text cell starting with one of these gets the quote-prefix style. OWASP's
 #: list, LF (what a CR becomes), and the full-width forms a Chinese IME types.
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "\n", "＝", "＋", "－", "＠")
 PERCENT, DECIMAL, INTEGER, DATE, DATETIME = "0.0%", "0.00", "0", "yyyy-mm-dd", "yyyy-mm-dd hh:mm"
-YES_NO = {"zh": ("是", "否"), "en": ("yes", "no")}
 RATE_COLUMNS = frozenset({"completion_rate", "clean_land_rate", "progress_ratio"})
 HEADER_FILL = "DDEBF7"
 MAX_CELL_TEXT = 32_767
@@ -90,10 +90,11 @@ def write_workbook(out: str | os.PathLike, sheets: Iterable[Sheet], *, lang: str
     """Write ``sheets`` to one workbook at ``out``, atomically; returns the path."""
     from openpyxl import Workbook
 
+    words = YES_NO[check_lang(lang)]
     wb = Workbook()
     wb.remove(wb.active)
     for sheet in sheets:
-        _write_sheet(wb.create_sheet(sheet.name), sheet, YES_NO[lang])
+        _write_sheet(wb.create_sheet(sheet.name), sheet, words)
     with atomic_path(out) as tmp:
         wb.save(tmp)
     return Path(out)

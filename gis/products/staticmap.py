@@ -20,18 +20,15 @@ import pandas as pd
 
 from gis.products import style as mapstyle
 from gis.atomic import atomic_path
-from gis.errors import GisError
-from gis.schema import M2_PER_MU, STATUSES
+from gis.errors import MissingFontError, UnknownProjectError
+from gis.labels import table
+from gis.schema import ALERT_KINDS, M2_PER_MU, STATUSES
 
 log = logging.getLogger(__name__)
 
 #: Preferred CJK families, simplified Chinese first.
 CJK_FAMILIES = ("Noto Sans CJK SC", "Source Han Sans SC", "Noto Sans SC", "WenQuanYi Zen Hei",
                 "WenQuanYi Micro Hei", "Microsoft YaHei", "SimHei", "Noto Sans CJK JP")
-
-
-class MissingFontError(GisError, RuntimeError):
-    """No font that can draw Chinese characters is installed."""
 
 
 def cjk_font() -> str:
@@ -61,10 +58,9 @@ def write_static_map(clearance, out_png, *, alerts=None, project=None, lang: str
     from matplotlib.patches import Patch
     from matplotlib.lines import Line2D
 
-    from gis.products.webmap import UnknownProjectError
 
-    T = mapstyle.labels(lang)
-    family = cjk_font() if lang == "zh" else _font_or_default()
+    T = table("text", lang)
+    family = font_for(lang)
     redlines, parcels = clearance.redlines, clearance.parcels
     figures = getattr(clearance, "projects", None)
     day = (pd.Timestamp(as_of).date() if as_of is not None
@@ -124,14 +120,14 @@ def write_static_map(clearance, out_png, *, alerts=None, project=None, lang: str
         ax.set_xlabel("")
         ax.set_ylabel("")
 
-        labels = mapstyle.status_labels(lang)
+        labels = table("status", lang)
         mu = _status_mu(clearance, parcels, project)
         handles = [Patch(facecolor=mapstyle.STATUS_COLOURS[s], edgecolor="#6e6e6e",
                          label=f"{labels[s]}  {mu.get(s, 0.0):.1f} {T['mu']}") for s in STATUSES]
         handles.append(Line2D([], [], color=mapstyle.REDLINE_COLOUR, linewidth=2, label=T["redlines"]))
         if alerts is not None and len(alerts):
-            kinds = mapstyle.KIND_LABELS[lang]
-            for k in mapstyle.ALERT_KINDS:
+            kinds = table("kind", lang)
+            for k in ALERT_KINDS:
                 if (alerts["kind"] == k).any():
                     handles.append(Line2D([], [], marker="o", linestyle="", markersize=7,
                                           markerfacecolor=mapstyle.KIND_COLOURS[k], markeredgecolor="#333",
@@ -178,9 +174,14 @@ def _status_mu(clearance, parcels, project) -> pd.Series:
     return parcels.geometry.area.groupby(parcels["status"]).sum() / M2_PER_MU
 
 
-def _font_or_default() -> str:
+def font_for(lang: str) -> str:
+    """The font family for text in ``lang``: a CJK one for Chinese (or a
+    :class:`MissingFontError`); for English one too when installed, since project
+    names may still be Chinese, else matplotlib's default."""
+    if lang == "zh":
+        return cjk_font()
     try:
-        return cjk_font()  # project names may still be Chinese in an English map
+        return cjk_font()
     except MissingFontError:
         return "DejaVu Sans"
 

@@ -14,10 +14,11 @@ requests nothing, so it works on an offline government network.
 
 Why not folium's GeoJson + style_function: folium writes one JavaScript case
 per feature and links Leaflet from a CDN; at 100,000 parcels that takes over a
-minute to open (see BASELINES.md). Here the geometry is packed by
+minute to open (docs/decisions.md, "folium dropped for a canvas layer";
+timings in docs/benchmarks.md, "Maps and the bulletin"). Here the geometry is packed by
 :mod:`gis.products.mapdata` and styled by status in a few lines of JavaScript.
 
-:func:`write_static_map` (the printable PNG) lives in :mod:`gis.products.staticmap`.
+The printable PNG is :func:`gis.products.staticmap.write_static_map`.
 """
 
 from __future__ import annotations
@@ -40,12 +41,13 @@ from gis.products import mapdata
 
 from gis.products import style as mapstyle
 from gis.atomic import write_text_atomic
-from gis.errors import InputError
-from gis.schema import M2_PER_MU, STATUSES
+from gis.errors import InputError, UnknownProjectError
+from gis.labels import table
+from gis.schema import ALERT_KINDS, ALERT_STATUSES, M2_PER_MU, OPEN_ALERT_STATUSES, STATUSES
 
 log = logging.getLogger(__name__)
 
-__all__ = ["write_clearance_map", "write_static_map", "clearance_map_html"]
+__all__ = ["write_clearance_map", "clearance_map_html"]
 
 PARCEL_COLUMNS = ["parcel_id", "district", "owner_type", "land_use", "status_date", "houses",
                   "households", "graves", "special_crops", "attachments", "area_m2", "projects"]
@@ -58,20 +60,6 @@ ALERT_COLUMNS = ["alert_id", "kind", "status", "verdict", "area_m2", "first_seen
                  "confidence", "note"]
 #: Project names are drawn on the map only when there are few enough to read.
 MAX_PROJECT_LABELS = 60
-
-
-class UnknownProjectError(InputError, KeyError):
-    """``--project`` names a project that has no red line."""
-
-    def __str__(self) -> str:
-        return self.args[0]
-
-
-def write_static_map(clearance, out_png, *, alerts=None, project=None, lang="zh", **kw) -> Path:
-    """Printable PNG map; see :func:`gis.products.staticmap.write_static_map`."""
-    from gis.products.staticmap import write_static_map as _write
-
-    return _write(clearance, out_png, alerts=alerts, project=project, lang=lang, **kw)
 
 
 def write_clearance_map(clearance, out, *, alerts=None, store_dir=None, orthophoto=None,
@@ -98,7 +86,7 @@ def clearance_map_html(clearance, *, alerts=None, store_dir=None, orthophoto=Non
                        lang="zh", title=None, as_of=None, orthophoto_label=None,
                        simplify: float = 0.3) -> str:
     """The map page as a string (see :func:`write_clearance_map`)."""
-    T = mapstyle.labels(lang)
+    T = table("text", lang)
     redlines, parcels, pieces = clearance.redlines, clearance.parcels, getattr(clearance, "pieces", None)
     projects_tab = _project_table(clearance)
     if project is not None:
@@ -132,14 +120,14 @@ def clearance_map_html(clearance, *, alerts=None, store_dir=None, orthophoto=Non
         "labels": T,
         "m2PerMu": M2_PER_MU,
         "statusOrder": list(STATUSES),
-        "statusLabels": mapstyle.status_labels(lang),
+        "statusLabels": table("status", lang),
         "statusColours": mapstyle.STATUS_COLOURS,
         "redlineColour": mapstyle.REDLINE_COLOUR,
         "kindColours": mapstyle.KIND_COLOURS,
-        "kindLabels": mapstyle.KIND_LABELS[lang],
+        "kindLabels": table("kind", lang),
         "alertStatusColours": mapstyle.ALERT_STATUS_COLOURS,
-        "alertStatusLabels": mapstyle.ALERT_STATUS_LABELS[lang],
-        "openStatuses": sorted(mapstyle.OPEN_ALERT_STATUSES),
+        "alertStatusLabels": table("alert_status", lang),
+        "openStatuses": list(OPEN_ALERT_STATUSES),
         "projectLabels": len(red) <= MAX_PROJECT_LABELS,
         "parcels": {"geom": mapdata.encode_polygons(parcels, simplify=simplify),
                     "status": status_codes.tolist(),
@@ -237,7 +225,7 @@ def _esc(value: Any) -> str:
 
 
 def _legend_html(parcels, mu: pd.Series, alerts, T, lang) -> str:
-    labels = mapstyle.status_labels(lang)
+    labels = table("status", lang)
     counts = parcels["status"].value_counts()
     rows = [f"<div class='gis-legend-title'>{_esc(T['status_legend'])}</div>"]
     for s in STATUSES:
@@ -248,19 +236,19 @@ def _legend_html(parcels, mu: pd.Series, alerts, T, lang) -> str:
     rows.append(f"<div class='gis-legend-row'><i class='line' style='border-color:{mapstyle.REDLINE_COLOUR}'>"
                 f"</i><span>{_esc(T['redlines'])}</span></div>")
     if alerts is not None and len(alerts):
-        kinds = mapstyle.KIND_LABELS[lang]
+        kinds = table("kind", lang)
         present = set(alerts["kind"].astype(str))
         rows.append(f"<div class='gis-legend-title'>{_esc(T['kind_legend'])}</div>")
-        for k in mapstyle.ALERT_KINDS:
+        for k in ALERT_KINDS:
             if k in present:
                 rows.append(f"<div class='gis-legend-row'><i class='dot' style='background:"
                             f"{mapstyle.KIND_COLOURS[k]}'></i><span>{_esc(kinds[k])}</span></div>")
         rows.append(f"<div class='gis-legend-title'>{_esc(T['astatus_legend'])}</div>")
-        st_labels = mapstyle.ALERT_STATUS_LABELS[lang]
+        st_labels = table("alert_status", lang)
         present = set(alerts["status"].astype(str))
-        for s in mapstyle.ALERT_STATUSES:
+        for s in ALERT_STATUSES:
             if s in present:
-                dash = "" if s in mapstyle.OPEN_ALERT_STATUSES else "border-style:dashed;"
+                dash = "" if s in OPEN_ALERT_STATUSES else "border-style:dashed;"
                 rows.append(f"<div class='gis-legend-row'><i class='ring' style='border-color:"
                             f"{mapstyle.ALERT_STATUS_COLOURS[s]};{dash}'></i>"
                             f"<span>{_esc(st_labels[s])}</span></div>")
@@ -294,7 +282,7 @@ def _panel_html(red, parcels, alerts, T, lang) -> str:
     rows = [(T[c], get(c, f)) for c, f in items if c in red.columns]
     rows.append((T["parcel_count"], len(parcels)))
     if alerts is not None:
-        open_n = int(alerts["status"].isin(mapstyle.OPEN_ALERT_STATUSES).sum()) if len(alerts) else 0
+        open_n = int(alerts["status"].isin(OPEN_ALERT_STATUSES).sum()) if len(alerts) else 0
         rows += [(T["alerts_total"], len(alerts)), (T["alerts_open"], open_n)]
     body = "".join(f"<tr{' class=late' if k == T['overdue'] else ''}><th>{_esc(k)}</th><td>{_esc(v)}</td></tr>"
                    for k, v in rows if v != "")

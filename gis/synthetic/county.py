@@ -25,7 +25,8 @@ import pandas as pd
 import shapely
 
 from gis.atomic import atomic_path
-from gis.schema import PARCELS, REDLINES, STATUS_LABELS_ZH, STATUSES
+from gis.labels import STATUS as STATUS_LABELS
+from gis.schema import PARCELS, REDLINES, STATUSES
 
 DEMO_SEED = 20261121
 DEMO_CRS = "EPSG:4547"
@@ -224,7 +225,7 @@ def _inventory(parcels: gpd.GeoDataFrame, rng: np.random.Generator) -> gpd.GeoDa
 def _with_chinese_headers(gdf: gpd.GeoDataFrame, schema) -> gpd.GeoDataFrame:
     out = gdf.copy()
     if "status" in out:
-        out["status"] = out["status"].map(STATUS_LABELS_ZH)
+        out["status"] = out["status"].map(STATUS_LABELS["zh"])
     return out.rename(columns={c.name: c.zh for c in schema.columns})
 
 

@@ -13,9 +13,8 @@ by what is planted here) and writes the demo workspace's ``gis.toml``:
 
 Each epoch has a 2 m DSM too (so detection also sees the demolition).
 
-:func:`run_demo_cycle` runs the weekly cycle over the epochs in order, with
-patrol verdicts recorded in between (one illegal house, one false alarm), so
-the last run shows growth, suppression and alerts waiting for a verdict.
+The weekly runs over these epochs, with patrol verdicts in between, are the
+demo scenario of :mod:`gis.demo`.
 """
 
 from __future__ import annotations
@@ -33,7 +32,9 @@ import pandas as pd
 import shapely
 from shapely.geometry import box
 
-from gis.workspace import init_workspace, load_workspace
+from gis.clearance.layers import read_redlines
+from gis.synthetic.render import render_dsm, render_orthophoto
+from gis.workspace import init_workspace
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +102,8 @@ def _slots(red: gpd.GeoDataFrame, project: str, bounds, n: int) -> list[shapely.
 
 
 def planted(county, epoch: int) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
-    """The structures and crops standing at epoch ``epoch`` (0, 1, 2)."""
-    from gis.clearance.layers import read_redlines
-
+    """The structures and crops standing at epoch ``epoch`` (0, 1, 2) of a county
+    (a DemoCounty or :class:`CountyFiles`: its red lines and bounds)."""
     red = read_redlines(county.redlines)
     projects = sorted({s.project for s in SITES})
     slots = {p: iter(_slots(red, p, county.bounds, sum(s.project == p for s in SITES))) for p in projects}
@@ -123,8 +123,6 @@ def planted(county, epoch: int) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
 
 
 def _render_epoch(county, out: Path, k: int, date: dt.date, resolution: float) -> tuple:
-    from gis.synthetic.render import render_dsm, render_orthophoto
-
     structures, crops = planted(county, k)
     path = out / "imagery" / f"ortho_{date.isoformat()}.tif"
     render_orthophoto(path, bounds=county.bounds, resolution=resolution, crs=county.crs,
@@ -145,7 +143,7 @@ def write_demo_epochs(county, out_dir: str | os.PathLike, *, resolution: float =
     """
     out = Path(out_dir)
     (out / "imagery").mkdir(parents=True, exist_ok=True)
-    county = _Plain(county.redlines, county.parcels, county.previous_parcels, county.inventory,
+    county = CountyFiles(county.redlines, county.parcels, county.previous_parcels, county.inventory,
                     tuple(county.bounds), str(county.crs))
     jobs = [(county, out, k, date, resolution) for k, date in enumerate(DEMO_DATES)]
     if workers > 1:
@@ -159,8 +157,8 @@ def write_demo_epochs(county, out_dir: str | os.PathLike, *, resolution: float =
 
 
 @dataclass(frozen=True)
-class _Plain:
-    """What rendering needs of a DemoCounty, as a picklable value."""
+class CountyFiles:
+    """What rendering and :func:`planted` need of a DemoCounty, as a picklable value."""
 
     redlines: Path
     parcels: Path
@@ -168,63 +166,3 @@ class _Plain:
     inventory: Path | None
     bounds: tuple
     crs: str
-
-
-#: Patrol verdicts recorded after the second run: (site, statuses in order, note).
-VERDICTS = (
-    ("P01 house A", ("dispatched", "illegal"), "在建砖房，冻结后新建，已责令停工"),
-    ("P07 crops", ("dispatched", "false_alarm"), "季节性作物，非抢种"),
-)
-
-
-def run_demo_cycle(demo_dir: str | os.PathLike, maps_dir: str | os.PathLike | None = None,
-                   *, progress=False, workers: int = 1):
-    """Run the weekly cycle over the demo epochs in order; return the last run's summary.
-
-    Each run is dated three days after its survey. Map and bulletin of the
-    last run are written to ``maps_dir`` (default: the workspace's out folder).
-    """
-    from gis.alerts.lifecycle import set_alert
-    from gis.weekly import run_weekly
-
-    ws = load_workspace(demo_dir)
-    store = ws.open_store()
-    summary = None
-    for k, epoch in enumerate(ws.epochs):
-        last = k == len(ws.epochs) - 1
-        summary = run_weekly(ws, epoch.date, progress=progress, today=epoch.date + dt.timedelta(days=3),
-                             maps=last, out_dir=maps_dir, workers=workers)
-        if k == 1:
-            _record_verdicts(ws, store, set_alert, epoch.date + dt.timedelta(days=4))
-    return summary
-
-
-def _record_verdicts(ws, store, set_alert, day: dt.date) -> None:
-    """Verdicts as patrols would record them, on the alerts at the planted sites."""
-    from gis.alerts.identity import overlap_pairs
-
-    county = _Plain(ws.redlines, ws.parcels, None, None, _bounds(ws), ws.working_crs)
-    structures, crops = planted(county, 1)
-    sites = pd.concat([structures, crops]).set_index("name")
-    alerts = store.alerts()
-    for name, statuses, note in VERDICTS:
-        pairs = overlap_pairs(alerts.geometry.values, np.array([sites.loc[name].geometry]))
-        if pairs.empty:
-            log.warning("demo: no alert at %s, no verdict recorded", name)
-            continue
-        k = int(pairs.sort_values("inter").iloc[-1]["i"])
-        aid, current = alerts["alert_id"].iloc[k], alerts["status"].iloc[k]
-        if current != "new" and current not in statuses:
-            continue  # someone else decided already
-        # a re-run of the demo on its own store finds the verdicts recorded: nothing to do
-        todo = statuses[statuses.index(current) + 1:] if current in statuses else statuses
-        for st in todo:
-            set_alert(store, aid, status=st, by="巡查队", note=note if st == statuses[-1] else None,
-                      today=day)
-
-
-def _bounds(ws) -> tuple[float, float, float, float]:
-    import rasterio
-
-    with rasterio.open(ws.epochs[0].ortho) as src:
-        return tuple(src.bounds)

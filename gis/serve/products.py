@@ -1,0 +1,82 @@
+"""The products served live: the clearance map, the figures tables and the latest bulletin files.
+
+The same builders as ``gis map`` and ``gis report`` (:mod:`gis.products`),
+fed with the current store's alerts instead of writing files. Clearance
+figures come from the layers, which change rarely: they are computed once
+per worker and again when a layer file changes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from pathlib import Path
+
+import pandas as pd
+
+from gis.clearance.pipeline import clearance
+from gis.products.bulletin import bulletin_tables
+from gis.products.webmap import clearance_map_html
+
+log = logging.getLogger(__name__)
+
+#: Bulletin tables shown on the figures page, in order.
+FIGURE_TABLES = ("headline", "projects", "districts", "red_list", "black_list", "waiting")
+DOWNLOAD_PATTERNS = ("bulletin_*.html", "figures_*.xlsx")
+
+
+class LiveProducts:
+    """Map and figures of one workspace, from its layers and the store's current alerts."""
+
+    def __init__(self, ws) -> None:
+        self.ws = ws
+        self._lock = threading.Lock()
+        self._clearance = None
+        self._stamp: tuple | None = None
+
+    def _layers_stamp(self) -> tuple:
+        paths = [p for p in (self.ws.redlines, self.ws.parcels, self.ws.previous_parcels, self.ws.inventory) if p]
+        return tuple((str(p), p.stat().st_mtime_ns if p.exists() else 0) for p in paths)
+
+    def clearance(self):
+        with self._lock:
+            stamp = self._layers_stamp()
+            if self._clearance is None or stamp != self._stamp:
+                ws = self.ws
+                epoch = max(ws.epochs, key=lambda e: e.date) if ws.epochs else None
+                self._clearance = clearance(
+                    ws.redlines, ws.parcels, previous=ws.previous_parcels, inventory=ws.inventory,
+                    as_of=epoch.date if epoch else dt.date.today(), working_crs=ws.working_crs or None,
+                    min_redline_m2=ws.min_redline_m2, id_from_layer=ws.id_from_layer)
+                self._stamp = stamp
+            return self._clearance
+
+    def map_html(self, alerts, lang: str) -> str:
+        c = self.clearance()
+        return clearance_map_html(c, alerts=alerts, store_dir=self.ws.store_dir, lang=lang, as_of=c.as_of)
+
+    def figures(self, alerts, lang: str) -> dict[str, pd.DataFrame]:
+        c = self.clearance()
+        tables = bulletin_tables(c, alerts=alerts, as_of=c.as_of, lang=lang,
+                                 waiting_days=int(self.ws.thresholds.get("waiting_days", 3)))
+        return {k: tables[k] for k in FIGURE_TABLES if k in tables}
+
+    def out_dir(self) -> Path:
+        return Path(self.ws.out or self.ws.root / "out")
+
+    def downloads(self) -> list[Path]:
+        """The newest bulletin (HTML) and figures workbook (xlsx) in the workspace's out folder."""
+        found = []
+        for pattern in DOWNLOAD_PATTERNS:
+            files = sorted(self.out_dir().glob(pattern)) if self.out_dir().is_dir() else []
+            if files:
+                found.append(files[-1])
+        return found
+
+    def download(self, name: str) -> Path | None:
+        """One of :meth:`downloads` by file name (nothing else in the folder is served)."""
+        for p in self.downloads():
+            if p.name == name:
+                return p
+        return None
