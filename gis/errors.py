@@ -302,6 +302,11 @@ class ModelError(GisError):
     exit_code = 2
 
 
+class SchedulerError(GisError, ConnectionError):
+    """A Dask cluster (``--scheduler``) that cannot be reached, has no workers, or
+    keeps losing the workers that run a task. The CLI exits with code 1."""
+
+
 # --- warnings ------------------------------------------------------------------
 #
 # Things done or noticed that do not stop the work. They go through

@@ -12,6 +12,7 @@ store in one transaction. Maps and the bulletin are written after the commit
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import logging
@@ -84,7 +85,7 @@ def _default_detect() -> Callable[..., gpd.GeoDataFrame]:
 
 def _detect_run(ws: Workspace, cur: Epoch, prev: Epoch, redlines: gpd.GeoDataFrame,
                 detect: Callable[..., gpd.GeoDataFrame], workers: int = 1,
-                windows: Progress | None = None) -> gpd.GeoDataFrame:
+                windows: Progress | None = None, scheduler: Any = None) -> gpd.GeoDataFrame:
     """Changes since the previous epoch, plus changes since older freeze baselines."""
     # detection keeps its per-kind minimum areas; the workspace minimum is applied to alerts
     kw: dict[str, Any] = dict(inventory=ws.inventory, parcels=ws.parcels)
@@ -92,6 +93,8 @@ def _detect_run(ws: Workspace, cur: Epoch, prev: Epoch, redlines: gpd.GeoDataFra
         kw["progress"] = windows  # detection reports (windows done, windows in all)
     if workers > 1:
         kw["workers"] = workers
+    if scheduler is not None:
+        kw["scheduler"] = scheduler  # a started one: every comparison of the run shares it
     week = detect(str(prev.ortho), str(cur.ortho), dsm_before=prev.dsm, dsm_after=cur.dsm, **kw)
     week = week.to_crs(ws.working_crs) if week.crs is not None else week.set_crs(ws.working_crs)
     week["since"] = prev.date
@@ -121,6 +124,16 @@ def _detect_run(ws: Workspace, cur: Epoch, prev: Epoch, redlines: gpd.GeoDataFra
     return gpd.GeoDataFrame(out, geometry="geometry", crs=ws.working_crs)
 
 
+def _scheduler(scheduler: Any):
+    """A context giving a started scheduler: one started from an address (closed
+    after), or the one given (None included) as it is."""
+    if not isinstance(scheduler, str):
+        return contextlib.nullcontext(scheduler)
+    from gis.detect.pool import scheduler_for  # with detection (see _default_detect)
+
+    return scheduler_for(scheduler)
+
+
 def _empty_changes(crs: Any) -> gpd.GeoDataFrame:
     return gpd.GeoDataFrame({"kind": [], "area_m2": [], "confidence": [], "project_id": [],
                              "parcel_id": [], "in_inventory": []}, geometry=gpd.GeoSeries([], crs=crs), crs=crs)
@@ -130,7 +143,7 @@ def run_weekly(workspace: Workspace | str | os.PathLike, epoch: dt.date | str | 
                progress: bool | Progress = False, *, detect: Callable[..., gpd.GeoDataFrame] | None = None,
                today: dt.date | None = None, maps: bool = True, by: str = "weekly",
                out_dir: str | os.PathLike | None = None, workers: int = 1,
-               detect_progress: Progress | None = None) -> WeeklySummary:
+               detect_progress: Progress | None = None, scheduler: Any = None) -> WeeklySummary:
     """Run one weekly cycle on ``epoch`` (default: the latest) and return its summary.
 
     ``progress`` may be a callable ``progress(done, total)``, called as each step
@@ -140,7 +153,9 @@ def run_weekly(workspace: Workspace | str | os.PathLike, epoch: dt.date | str | 
     the steps. ``detect`` replaces gis.detect.detect_changes
     (tests); ``today`` is the run date (status_since of new alerts, overdue
     projects, alerts waiting for a verdict); ``out_dir`` overrides the
-    workspace's out folder for the map and bulletin; ``workers`` goes to detection.
+    workspace's out folder for the map and bulletin; ``workers`` goes to detection,
+    and so does ``scheduler`` (a Dask cluster's address or ``local:N``, started for
+    the detection step, or a started :mod:`gis.detect.pool` scheduler).
     """
     ws = workspace if isinstance(workspace, Workspace) else load_workspace(workspace)
     # the library never prints: a callable drives the CLI's bar, True only logs the steps
@@ -167,8 +182,9 @@ def run_weekly(workspace: Workspace | str | os.PathLike, epoch: dt.date | str | 
             changes = _empty_changes(ws.working_crs)
             log.info("epoch %s is the first: it is the baseline, nothing to compare", cur.date)
         else:
-            changes = _detect_run(ws, cur, prev, clear.redlines, detect or _default_detect(), workers,
-                                  detect_progress)
+            with _scheduler(scheduler) as tasks_on:
+                changes = _detect_run(ws, cur, prev, clear.redlines, detect or _default_detect(), workers,
+                                      detect_progress, tasks_on)
         report("alerts", next(step), len(STEPS))
         th = ws.thresholds
         before = store.alerts()  # read now, committed at the end: people's writes go on meanwhile
@@ -217,6 +233,63 @@ def run_weekly(workspace: Workspace | str | os.PathLike, epoch: dt.date | str | 
             err.summary = summary  # what was committed, for a library caller
             raise err from exc
     return summary
+
+
+@dataclass
+class WorkspaceRun:
+    """One workspace's part of :func:`run_weekly_many`: its summary, or the error that
+    stopped it (nothing of it committed)."""
+
+    workspace: Path
+    summary: WeeklySummary | None = None
+    error: Exception | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def line(self) -> str:
+        """One line for people: what the run did, or why it failed."""
+        if self.error is not None:
+            return f"{self.workspace}: failed, {type(self.error).__name__}: {self.error}"
+        s = self.summary
+        return (f"{self.workspace}: epoch {s.epoch}, {s.changes} changes, {s.new_alerts} new alerts, "
+                f"{s.updated_alerts} updated, committed as run {s.run_id}")
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"workspace": str(self.workspace), "ok": self.ok}
+        if self.error is not None:
+            e = self.error
+            out["error"] = e.to_dict() if isinstance(e, GisError) else {"error": type(e).__name__,
+                                                                         "message": str(e)}
+        else:
+            out["summary"] = self.summary.to_dict()
+        return out
+
+
+def run_weekly_many(workspaces: list[str | os.PathLike], epoch: dt.date | str | None = None, *,
+                    scheduler: Any = None, workers: int = 1, **kw: Any) -> list[WorkspaceRun]:
+    """:func:`run_weekly` on each workspace in turn (a city's counties), each committed
+    to its own store on its own; one that fails is reported in its
+    :class:`WorkspaceRun` (the error kept, logged) and the others still run.
+
+    ``scheduler`` (an address or ``local:N``) is started once and shared by every
+    workspace's detection; ``kw`` goes to each :func:`run_weekly`. The list follows
+    ``workspaces``.
+    """
+    runs = []
+    with _scheduler(scheduler) as tasks_on:
+        for root in workspaces:
+            run = WorkspaceRun(Path(root))
+            try:
+                run.summary = run_weekly(root, epoch, scheduler=tasks_on, workers=workers, **kw)
+            except (GisError, OSError, ValueError, KeyError) as exc:
+                # a workspace's own trouble (its inputs, its store, its disk); a bug
+                # elsewhere is not caught and stops the run with its traceback
+                log.error("workspace %s: %s: %s", root, type(exc).__name__, exc)
+                run.error = exc
+            runs.append(run)
+    return runs
 
 
 def check_coverage(ws: Workspace, redlines: gpd.GeoDataFrame, epochs: list[Epoch]) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import sqlite3
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -23,13 +21,10 @@ def store_of(root: Path):
 
 
 def execute(store, sql: str, params: dict | None = None) -> None:
-    """Run one SQL statement on the store's database behind its back (as a tool or a fault would)."""
-    if store.kind == "gpkg":
-        with contextlib.closing(sqlite3.connect(store.path)) as con, con:
-            con.execute(sql, params or {})
-    else:
-        with store.engine.begin() as conn:
-            conn.execute(sa.text(sql), params or {})
+    """Run one SQL statement on the store's database behind its back (as a tool or a fault
+    would), through the store's engine (a GeoPackage's R-tree triggers need its SQL functions)."""
+    with store.engine.begin() as conn:
+        conn.execute(sa.text(sql), params or {})
 
 
 def state(store) -> tuple:

@@ -310,6 +310,9 @@ def test_browser_post_without_csrf_token_is_refused(server):
         a = c.get(f"/api/alerts/{aid}").json()
     assert a["status"] == "dispatched"
     assert any(h["action"] == "dispatch" and h["new"] == "临港区" and h["by"] == "office1" for h in a["history"])
+    with _browser_login(server, "p_dc") as c:  # the phone app logs in by JSON, cookies or not
+        assert c.post("/api/login", json={"username": "p_dc", "password": USERS["p_dc"][2]}).status_code == 200
+        assert c.post("/api/logout").status_code == 403  # a cookie-only POST without the token
 
 
 def test_hostile_text_is_escaped_on_every_page(server, tokens):

@@ -6,8 +6,9 @@ service worker), reload the app from the service worker, record another
 verdict with two photos, see them wait in the queue while the server has
 none of it; get the network back and watch the queue empty. The server is
 then asked, over its API, for both verdicts and every photo, byte for byte
-(SHA-256). A second test makes the office change an alert while the phone
-is offline: the phone shows the conflict and the patrol keeps its verdict.
+(SHA-256). A second test makes the office change alerts while the phone is
+offline: the phone shows each conflict, server and phone side by side, and
+the patrol keeps its verdict once and takes the office's once.
 
 Screenshots of the list, an alert page and the queue go to test-artifacts/.
 """
@@ -228,4 +229,25 @@ def test_conflict_is_shown_and_the_patrol_chooses(server, api, phone):
                timeout=60, what="the patrol's verdict re-sent")
     now = api.get(f"/api/alerts/{first}").json()
     assert now["status"] == "demolished" and now["note"] == "已拆除，现场平整"
+
+    # the other choice: the office closed the second alert meanwhile; the patrol takes theirs
+    second = alert_ids_by_district(server.root)[DISTRICT][1]
+    b.set_offline(True)
+    _open_alert(b, second)
+    _record(b, "closed", "手机上的备注", [])
+    b.wait_for("document.querySelector('#recorded-here [data-client-id][data-state=\"queued\"]')",
+               what="the second offline verdict queued")
+    with server.client(server.login("office1")) as office:
+        r = office.post("/api/alerts/status", json={"alert_ids": [second], "status": "closed"})
+        assert r.status_code == 200, r.text
+    b.evaluate("location.hash = '#/queue'")
+    b.set_offline(False)
+    b.wait_for("document.querySelector('.qitem[data-state=\"conflict\"] .take-theirs')", timeout=60,
+               what="the second conflict shown")
+    b.evaluate("document.querySelector('.take-theirs').click()")
+    b.wait_for("!document.querySelector('[data-state=\"conflict\"]') && document.querySelector('#queue-done [data-state=\"dropped\"]')",
+               what="the phone's verdict dropped")
+    now = api.get(f"/api/alerts/{second}").json()
+    assert now["status"] == "closed" and now["note"] != "手机上的备注"
+    assert _pending(b) == 0
     assert b.exceptions == [] and b.dialogs == [] and b.external_requests == []

@@ -22,7 +22,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pyogrio
 import pytest
 from click.testing import CliRunner
 

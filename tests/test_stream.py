@@ -78,8 +78,10 @@ def test_large_parcel_files_are_read_in_batches(small_layers, tmp_path, monkeypa
     monkeypatch.setattr(pipeline, "DEFAULT_BATCH", 2)
     big = clearance(s["redlines_path"], s["parcels_path"], as_of=s["as_of"], out=tmp_path / "o.gpkg")
     assert big.batch_size == 2 and not big.has_geometry
+    kept = clearance(s["redlines_path"], s["parcels_path"], as_of=s["as_of"])  # nothing written: maps need geometry
+    assert kept.batch_size is None and kept.has_geometry
     monkeypatch.setattr(pipeline, "STREAM_ABOVE", 4)
-    small = clearance(s["redlines_path"], s["parcels_path"], as_of=s["as_of"])
+    small = clearance(s["redlines_path"], s["parcels_path"], as_of=s["as_of"], out=tmp_path / "p.gpkg")
     assert small.batch_size is None
     pd.testing.assert_frame_equal(small.projects, big.projects)
     assert len(gpd.read_file(tmp_path / "o.gpkg", layer="parcel_pieces")) == len(small.pieces)

@@ -10,8 +10,8 @@ GeoPackage (``store.gpkg``, the default; nothing to install or start):
 * plain SQLAlchemy on SQLite, in WAL mode (readers never wait for a writer)
   with ``synchronous=FULL``; every write transaction starts ``BEGIN
   IMMEDIATE``, so two writers queue (``busy_timeout``) instead of failing;
-  committed pages may sit in ``store.gpkg-wal`` until SQLite's checkpoint
-  (copy the file only with ``gis store backup``);
+  after each commit the WAL is checkpointed into the file, so an idle store
+  is one whole file (while others write, copy it with ``gis store backup``);
 * the ``alerts`` layer is created once by GDAL (pyogrio) with its R-tree, so
   QGIS and QField keep opening it; geometries are written as GeoPackage
   binary (header + WKB, :func:`gp_encode`), and the R-tree triggers' SQL
@@ -52,6 +52,8 @@ from gis.errors import StoreError, StoreLockedError
 BUSY_TIMEOUT_MS = 60_000
 #: Bytes of a GeoPackage binary envelope by its indicator (GeoPackage 1.3, 2.1.3).
 _ENVELOPE = {0: 0, 1: 32, 2: 48, 3: 48, 4: 64}
+#: A commit changing this many geometries rebuilds a GeoPackage's R-tree once instead of row by row.
+REBUILD_RTREE_FROM = 2000
 #: The advisory-lock key of the weekly run in a PostGIS store (one store per database).
 RUN_LOCK_KEY = int.from_bytes(hashlib.sha256(b"gis weekly run").digest()[:8], "big", signed=True)
 
@@ -125,6 +127,7 @@ class GeoPackageBackend:
     """A store in one GeoPackage file."""
 
     kind = "gpkg"
+    placeholder = "?"  # the driver's parameter mark, for bulk statements
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
@@ -160,9 +163,19 @@ class GeoPackageBackend:
     def exists(self) -> bool:
         return self.path.exists()
 
-    def writing(self) -> contextlib.AbstractContextManager[sa.Connection]:
-        """One write transaction (committed when the block ends, rolled back on an error)."""
-        return self.engine.begin()
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[sa.Connection]:
+        """One write transaction (committed when the block ends, rolled back on an error).
+
+        After the commit its pages are copied from the WAL into the file itself
+        (a passive checkpoint), so an idle store is one whole file again for
+        QGIS, a file copy or a USB stick.
+        """
+        with self.engine.connect() as conn:
+            with conn.begin():
+                yield conn
+            with contextlib.suppress(sqlite3.Error):
+                conn.connection.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def reading(self) -> contextlib.AbstractContextManager[sa.Connection]:
         return self.engine.execution_options(gis_read=True).connect()
@@ -188,6 +201,31 @@ class GeoPackageBackend:
         cols = {c: np.array([], dtype=kinds[k]) for c, k in ALERT_COLUMNS.items()}
         empty = gpd.GeoDataFrame(cols, geometry=gpd.GeoSeries([], crs=crs), crs=crs)
         pyogrio.write_dataframe(empty, self.path, layer="alerts", driver="GPKG", geometry_type="Unknown")
+
+    def bulk_update(self, conn: sa.Connection, columns: Sequence[str], rows: list[tuple], srid: int) -> None:
+        """``UPDATE alerts SET <columns> WHERE alert_id = ?`` for each row (values, then the id);
+        a column ``geom`` takes shapely geometries. Many geometries at once: GDAL's R-tree
+        triggers are set aside for the statement and the index rebuilt once (same transaction)."""
+        cols = list(columns)
+        if "geom" in cols:
+            k = cols.index("geom")
+            blobs = gp_encode([r[k] for r in rows], srid)
+            rows = [r[:k] + (b,) + r[k + 1:] for r, b in zip(rows, blobs)]
+        sql = f"UPDATE alerts SET {', '.join(f'{_q(c)} = ?' for c in cols)} WHERE alert_id = ?"
+        raw = conn.connection.driver_connection
+        triggers = []
+        if "geom" in cols and len(rows) >= REBUILD_RTREE_FROM:
+            triggers = raw.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND "
+                                   "tbl_name = 'alerts' AND name LIKE 'rtree_alerts_geom_%'").fetchall()
+            for name, _ in triggers:
+                raw.execute(f"DROP TRIGGER {_q(name)}")
+        raw.executemany(sql, rows)
+        if triggers:
+            raw.execute("DELETE FROM rtree_alerts_geom")
+            raw.execute("INSERT INTO rtree_alerts_geom SELECT fid, ST_MinX(geom), ST_MaxX(geom), ST_MinY(geom), "
+                        "ST_MaxY(geom) FROM alerts WHERE geom IS NOT NULL AND NOT ST_IsEmpty(geom)")
+            for _, ddl in triggers:
+                raw.execute(ddl)
 
     def register_tables(self, conn: sa.Connection, names: Sequence[str]) -> None:
         for name in names:
@@ -252,6 +290,7 @@ class PostGISBackend:
     """A store in a PostgreSQL database with PostGIS."""
 
     kind = "postgis"
+    placeholder = "%s"
 
     def __init__(self, url: str, srid: int = 0) -> None:
         u = sa.make_url(url)
@@ -289,6 +328,17 @@ class PostGISBackend:
 
     def create_layer(self, crs: Any) -> None:
         """Nothing: the alerts table is created with the others."""
+
+    def bulk_update(self, conn: sa.Connection, columns: Sequence[str], rows: list[tuple], srid: int) -> None:
+        """``UPDATE alerts SET <columns> WHERE alert_id = %s`` for each row (psycopg pipelines them)."""
+        cols = list(columns)
+        if "geom" in cols:
+            k = cols.index("geom")
+            wkb = shapely.to_wkb(np.asarray([r[k] for r in rows], dtype=object))
+            rows = [r[:k] + (w,) + r[k + 1:] for r, w in zip(rows, wkb)]
+        sets = ", ".join(f"{_q(c)} = ST_GeomFromWKB(%s, {int(srid)})" if c == "geom" else f"{_q(c)} = %s"
+                         for c in cols)
+        conn.exec_driver_sql(f"UPDATE alerts SET {sets} WHERE alert_id = %s", rows)
 
     def register_tables(self, conn: sa.Connection, names: Sequence[str]) -> None:
         """Nothing to register in PostGIS."""
@@ -341,6 +391,11 @@ class PostGISBackend:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _q(name: str) -> str:
+    """A quoted SQL identifier (names come from the schema, never from input)."""
+    return '"' + name.replace('"', '""') + '"'
 
 
 def pg_tool(name: str) -> str:

@@ -20,7 +20,6 @@ import datetime as dt
 import hashlib
 import io
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -139,7 +138,3 @@ def read_folder_photos(store_dir: Path, keys: list[str]) -> dict[str, bytes]:
             continue
         found[key] = data
     return found
-
-
-def photo_size(path: str | os.PathLike) -> int:
-    return os.stat(path).st_size

@@ -29,9 +29,7 @@ open, after a copy beside it (:mod:`gis.alerts.migrate`).
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import errno
-import json
 import logging
 import os
 import sqlite3
@@ -40,7 +38,6 @@ from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
-import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from pyproj import CRS
@@ -250,7 +247,7 @@ class AlertStore(StoreFile):
 
     def _write_error(self, exc: sa.exc.OperationalError) -> StoreError:
         text = _first_line(exc)
-        if "locked" in text or "busy" in text:
+        if "locked" in text or "busy" in text or "deadlock" in text:
             return StoreLockedError(f"another writer held the store too long ({text}); the store was "
                                     "not changed", path=self.path, hint="run again")
         return StoreWriteError(f"the commit could not be written ({_reason(exc.orig or exc)}); the store "
@@ -374,14 +371,3 @@ def open_store(location: str | os.PathLike, crs: Any = None, *,
         raise StoreError("the store is a GeoPackage (.gpkg) or a postgresql:// URL", path=p,
                          hint="set store = \"store.gpkg\" (or a postgresql://user@host/db URL) in gis.toml")
     return AlertStore(GeoPackageBackend(p), crs=crs, store_dir=store_dir, record=record, backups=backups)
-
-
-def json_text(value: Any) -> str:
-    return json.dumps(value or {}, ensure_ascii=False, sort_keys=True)
-
-
-def today_iso() -> str:
-    return dt.date.today().isoformat()
-
-
-_ = np  # numpy is used by callers through normalise_alerts' frames

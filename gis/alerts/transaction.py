@@ -120,22 +120,24 @@ class Transaction:
         self.events: list[dict[str, Any]] = []
         self.run: dict[str, Any] | None = None
         self.files: list[tuple[str, bytes]] = []  # photo copies to write beside the store after commit
+        self.geometry_changed = False  # the GeoPackage's extent is refreshed only then
         self._alerts: gpd.GeoDataFrame | None = None
         self._loaded: gpd.GeoDataFrame | None = None
         self._t = store.t
 
     # --- the audit log ---------------------------------------------------------------
     def event(self, alert_id: str, action: str, field: str = "", old: Any = "", new: Any = "",
-              *, by: str | None = None) -> None:
-        self.events.append({"at": now_iso(), "by": by or self.by, "run_id": self.run_id,
+              *, by: str | None = None, at: str | None = None) -> None:
+        self.events.append({"at": at or now_iso(), "by": by or self.by, "run_id": self.run_id,
                             "alert_id": alert_id, "action": action, "field": field,
                             "old": "" if old is None else str(old), "new": "" if new is None else str(new)})
 
     def add_events(self, events: pd.DataFrame | list[dict]) -> None:
         rows = events.to_dict("records") if isinstance(events, pd.DataFrame) else events
+        at = now_iso()
         for r in rows:
             self.event(r["alert_id"], r["action"], r.get("field", ""), r.get("old", ""),
-                       r.get("new", ""), by=r.get("by"))
+                       r.get("new", ""), by=r.get("by"), at=at)
 
     # --- one alert ---------------------------------------------------------------------
     def alert(self, alert_id: str) -> pd.Series:
@@ -216,19 +218,13 @@ class Transaction:
         names = cols + ["geometry"]
         keys = [tuple(np.flatnonzero(m)) for m in mask]
         for pattern in sorted(set(k for k in keys if k)):
-            sel = [i for i, k in enumerate(keys) if k == pattern]
+            sel = np.array([i for i, k in enumerate(keys) if k == pattern])
             changed = [names[j] for j in pattern]
-            params = []
-            geoms = (self.store.backend.encode(a.geometry.values[sel], self.store.srid)
-                     if "geometry" in changed else None)
-            for n, i in enumerate(sel):
-                p = {"v_id": b.index[i]}
-                for c in changed:
-                    p["v_" + c] = geoms[n] if c == "geometry" else _plain(a[c].iloc[i])
-                params.append(p)
-            values = {("geom" if c == "geometry" else c): sa.bindparam(
-                "v_" + c, type_=t.c.geom.type if c == "geometry" else t.c[c].type) for c in changed}
-            self.conn.execute(t.update().where(t.c.alert_id == sa.bindparam("v_id")).values(values), params)
+            columns = [list(a.geometry.values[sel]) if c == "geometry" else [_plain(v) for v in a[c].to_numpy()[sel]]
+                       for c in changed] + [b.index.to_numpy()[sel].tolist()]
+            self.store.backend.bulk_update(self.conn, ["geom" if c == "geometry" else c for c in changed],
+                                           list(zip(*columns)), self.store.srid)
+            self.geometry_changed |= "geometry" in changed
 
     def insert(self, alerts: gpd.GeoDataFrame) -> None:
         """New alerts (ids not in the store)."""
@@ -238,6 +234,7 @@ class Transaction:
                 for row in alerts[list(ALERT_COLUMNS)].itertuples(index=False, name=None)]
         for r, g in zip(recs, geoms):
             r["geom"] = g
+        self.geometry_changed = True
         self.conn.execute(t.insert().values({"geom": sa.bindparam("geom", type_=t.c.geom.type)}), recs)
 
     # --- the whole table, edited in place --------------------------------------------
@@ -260,14 +257,20 @@ class Transaction:
         """Write what changed in :attr:`alerts`, then the audit and run logs."""
         if self._alerts is not None:
             self._flush_frame(normalise_alerts(self._alerts))
-        if self.events:
-            self.conn.execute(self._t["alert_events"].insert(), self.events)
+        if self.events:  # straight to the driver: a weekly run may bring 100,000 events
+            cols = ("at", "by", "run_id", "alert_id", "action", "field", "old", "new")
+            mark = self.store.backend.placeholder
+            self.conn.exec_driver_sql(
+                f'INSERT INTO alert_events ({", ".join(chr(34) + c + chr(34) for c in cols)}) '
+                f'VALUES ({", ".join([mark] * len(cols))})',
+                [tuple(e[c] for c in cols) for e in self.events])
         if self.run is not None:
             run = {k: self.run.get(k) for k in RUN_COLUMNS}
             for k in ("inputs", "parameters", "counts"):
                 run[k] = json.dumps(run[k] or {}, ensure_ascii=False, sort_keys=True)
             self.conn.execute(self._t["runs"].insert().values(**run))
-        self.store.backend.refresh_extent(self.conn)
+        if self.geometry_changed:
+            self.store.backend.refresh_extent(self.conn)
 
     def _flush_frame(self, after: gpd.GeoDataFrame) -> None:
         before = self._loaded
@@ -287,6 +290,7 @@ class Transaction:
                        for c, d in diff.items() if d[i]}
             if "rev" in changes:  # the caller set the new revision itself
                 changes["rev"] = int(changes["rev"])
+            self.geometry_changed |= "geometry" in changes
             self.update(b.index[i], changes, rev=int(b["rev"].iloc[i]), bump=False)
             if "rev" in changes:
                 self.conn.execute(self._t["alerts"].update().where(

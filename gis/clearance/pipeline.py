@@ -6,10 +6,10 @@ same fields, whichever way the parcels were read:
 
 * in memory, for most cadastres: parcels and pieces keep their geometry
   (the maps draw them);
-* in batches, for parcel files of more than :data:`STREAM_ABOVE` features or
-  whenever ``batch_size`` is given. A GEOS polygon of a parcel costs ~800
-  bytes, so a city-wide cadastre of a million parcels is ~0.85 GB before any
-  work starts. Each batch (an Arrow stream through GDAL, or GeoParquet row
+* in batches, when writing parcel files of more than :data:`STREAM_ABOVE`
+  features or whenever ``batch_size`` is given. A GEOS polygon of a parcel
+  costs ~800 bytes, so a city-wide cadastre of a million parcels is ~0.85 GB
+  before any work starts. Each batch (an Arrow stream through GDAL, or GeoParquet row
   groups) is validated at the edge as usual, overlaid with the red lines and
   its pieces written to ``out``; only attributes and areas are kept, and the
   figures come from the same functions, so both ways give the same numbers
@@ -114,12 +114,15 @@ def clearance(
     """Read, overlay and count; with ``out`` (and ``xlsx``) write the results too.
 
     Sources may be paths or GeoDataFrames. Parcels are read in batches of
-    ``batch_size``, or of :data:`DEFAULT_BATCH` when their file has more than
-    :data:`STREAM_ABOVE` features. ``min_redline_m2`` and ``id_from_layer`` are
-    for the red lines (see :func:`gis.clearance.layers.inspect_layer`).
+    ``batch_size``; when writing to ``out``, also in batches of
+    :data:`DEFAULT_BATCH` whenever their file has more than :data:`STREAM_ABOVE`
+    features (the pieces' geometry goes straight to ``out``). Without ``out``
+    and ``batch_size`` every geometry is kept: the maps and the alerts need
+    the parcels'. ``min_redline_m2`` and ``id_from_layer`` are for the red
+    lines (see :func:`gis.clearance.layers.inspect_layer`).
     """
     as_of = as_of or dt.date.today()
-    batch_size = batch_size or auto_batch_size(parcels)
+    batch_size = batch_size or (auto_batch_size(parcels) if out is not None else None)
     crs = layers.common_working_crs([redlines, parcels, inventory], source_crs=source_crs,
                                     working_crs=working_crs)
     kw = {"source_crs": source_crs, "working_crs": crs}

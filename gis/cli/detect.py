@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from gis.atomic import atomic_path
-from gis.cli.options import force_option
+from gis.cli.options import force_option, scheduler_option
 from gis.outputs import check_distinct, check_output, inputs
 
 
@@ -71,7 +71,8 @@ def _collector_spared():
 @click.option("--dsm-before", type=click.Path(path_type=Path), default=None, help="DSM of the earlier date.")
 @click.option("--dsm-after", type=click.Path(path_type=Path), default=None, help="DSM of the later date.")
 @click.option("--within", type=click.Path(path_type=Path), default=None,
-              help="Red lines: only blocks within them (+ --buffer) are processed.")
+              help="Red lines, or any polygon layer (town office boundaries, 镇办辖区): only blocks within "
+                   "it (+ --buffer) are read, so the cost follows its area [default: the whole image].")
 @click.option("--parcels", type=click.Path(path_type=Path), default=None, help="Parcels, for parcel_id.")
 @click.option("--inventory", type=click.Path(path_type=Path), default=None,
               help="Structure inventory (房屋摸底): changes on known structures get in_inventory=true.")
@@ -81,8 +82,9 @@ def _collector_spared():
               help="Also write the binary change raster on the later image's grid.")
 @click.option("--min-area", type=float, default=None,
               help="Minimum object area in m2 [default: 20 for structures, 100 for crops].")
-@click.option("--buffer", type=float, default=20.0, show_default=True, help="Metres around the red lines.")
+@click.option("--buffer", type=float, default=20.0, show_default=True, help="Metres around --within.")
 @click.option("--workers", type=int, default=1, show_default=True, help="Parallel worker processes.")
+@scheduler_option
 @click.option("--bands-before", default=None, help="Band map of the earlier image, e.g. 1,2,3 or 1,2,3,4.")
 @click.option("--bands-after", default=None, help="Band map of the later image.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Output GeoPackage (layer changes).")
@@ -92,14 +94,17 @@ def _collector_spared():
               help="Progress bar on stderr (shown on a terminal only).")
 @force_option
 def detect(before, after, dsm_before, dsm_after, within, parcels, inventory, model, mask_out, min_area,
-           buffer, workers, bands_before, bands_after, out, register, progress, force):
+           buffer, workers, scheduler, bands_before, bands_after, out, register, progress, force):
     """Detect new structures, new crops and demolitions between two orthophotos.
 
     \b
     Example:
       gis detect --before ortho_2026-10-01.tif --after ortho_2026-11-01.tif \\
           --within redlines.gpkg --inventory structures.gpkg --out changes.gpkg
+      gis detect --before a.tif --after b.tif --within towns.gpkg --scheduler local:4 --out c.gpkg
     """
+    if scheduler and workers > 1:
+        raise click.UsageError("give --workers or --scheduler, not both")
     own = inputs(before=before, after=after, dsm_before=dsm_before, dsm_after=dsm_after, within=within,
                  parcels=parcels, inventory=inventory, model=model)
     check_distinct(out=out, mask_out=mask_out)
@@ -119,7 +124,7 @@ def detect(before, after, dsm_before, dsm_after, within, parcels, inventory, mod
             changes = detect_changes(before, after, dsm_before=dsm_before, dsm_after=dsm_after, within=within,
                                      inventory=inventory, parcels=parcels, model=model, min_area=min_area,
                                      buffer=buffer, workers=workers, mask_out=mask_out, progress=report,
-                                     band_map=band_map, register=register)
+                                     band_map=band_map, register=register, scheduler=scheduler)
         with atomic_path(out) as tmp:
             changes.to_file(tmp, layer="changes", driver="GPKG")
         counts = changes["kind"].value_counts().to_dict()

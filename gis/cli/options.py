@@ -54,3 +54,11 @@ workspace_option = click.option(
     type=click.Path(file_okay=False, path_type=Path),
     help="Workspace folder (with gis.toml); or set GIS_WORKSPACE.",
 )
+scheduler_option = click.option(
+    "--scheduler",
+    default=None,
+    metavar="ADDRESS",
+    help="Run the image windows on a Dask cluster: its scheduler's address (tcp://host:8786), "
+    "or local:N for N worker processes started on this machine. Every worker must reach the "
+    "imagery at the same path or URL (docs/scale.md).",
+)

@@ -2,16 +2,18 @@
 
 1. :func:`gis.imagery.pair.open_pair` validates the images and fixes the grid;
    :func:`gis.detect.detectors.load_detector` the model, if any.
-2. Windows (512 px blocks, one tile of a tiled file) that intersect the red
-   lines plus the buffer are listed, each cropped to the zone it holds
-   (:func:`gis.imagery.windows.zone_windows`); nothing else is read.
+2. Windows (512 px blocks, one tile of a tiled file) that intersect the zone
+   (``within``: red lines, or any polygon layer such as town office boundaries,
+   镇办辖区, read by :func:`read_zone`) plus the buffer are listed, each cropped
+   to the zone it holds (:func:`gis.imagery.windows.zone_windows`); nothing else
+   is read, so the cost follows the area processed, not the image's.
 3. Scene statistics (radiometric matching, thresholds) and the co-registration
    come from a sample of up to 24 of them (:mod:`gis.detect.sampling`,
    :mod:`gis.detect.scene`); those windows are not decoded again.
 4. Each window is an independent :class:`~gis.detect.window.WindowTask`, run by
    :func:`~gis.detect.window.run_window`: this process runs the sampled ones
    while a scheduler (:mod:`gis.detect.pool`) runs the others, in ``workers``
-   processes or here.
+   processes, on a Dask cluster (``scheduler``) or here.
 5. The objects become one table, pieces cut by window edges are merged, and
    each change is joined with red lines, parcels and the structure inventory
    (:mod:`gis.detect.output`).
@@ -28,18 +30,20 @@ from pathlib import Path
 
 import cv2
 import geopandas as gpd
+import numpy as np
 import shapely
 
-from gis.clearance.layers import read_inventory, read_parcels, read_redlines
+from gis.clearance.layers import guess_kind, read_inventory, read_parcels, read_raw, read_redlines
 from gis.detect.detectors import load_detector
 from gis.detect.features import SceneStats
 from gis.detect.objects import KINDS, MIN_AREA
 from gis.detect.output import COLUMNS, MaskWriter, attach, frame, merge_edges
-from gis.detect.pool import Scheduler, start_pool
+from gis.detect.pool import Scheduler, scheduler_for
 from gis.detect.sampling import WORK_RES, sample_scene, work_factor
 from gis.detect.scene import estimate_stats
 from gis.detect.window import WindowTask, run_window
-from gis.errors import MissingCRSError, RasterAlignmentError
+from gis.errors import EmptyLayerError, GeometryTypeError, MissingCRSError, RasterAlignmentError
+from gis.geometry import POLYGONAL, polygonal
 from gis.imagery.pair import ImagePair, common_extent, open_pair
 from gis.imagery.reading import COLLAR_FRINGE_PX, WindowData, close_datasets, gdal_env
 from gis.imagery.windows import zone_windows
@@ -47,7 +51,7 @@ from gis.schema import m2_to_mu
 
 log = logging.getLogger(__name__)
 
-__all__ = ["detect_changes", "COLUMNS", "Progress"]
+__all__ = ["detect_changes", "read_zone", "COLUMNS", "Progress"]
 
 #: a progress report: windows done, windows in all
 Progress = Callable[[int, int], None]
@@ -56,11 +60,15 @@ Progress = Callable[[int, int], None]
 def detect_changes(before, after, *, dsm_before=None, dsm_after=None, within=None, inventory=None,
                    parcels=None, model=None, min_area=None, buffer=20.0, workers=1, mask_out=None,
                    progress: Progress | None = None, band_map=None, block: int = 512,
-                   work_res: float = WORK_RES, register: bool = True) -> gpd.GeoDataFrame:
+                   work_res: float = WORK_RES, register: bool = True,
+                   scheduler: str | Scheduler | None = None) -> gpd.GeoDataFrame:
     """Change polygons between two orthophotos, on the after image's grid and CRS.
 
     Columns: kind (new_structure | new_crops | demolished | other), area_m2,
     area_mu, confidence [0, 1], project_id, parcel_id, in_inventory, geometry.
+    ``within``: red lines (their project_id is joined to each change), or any polygon
+    layer (town office boundaries, 镇办辖区: project_id stays empty); only the
+    windows it meets (+ ``buffer`` m) are read. None: the whole image.
     ``min_area`` (m2) overrides the per-kind defaults (20 m2 structures, 100 m2 crops).
     ``model``: a ``gis model train`` joblib file or an ``.onnx`` change model
     (see :func:`gis.detect.detectors.load_detector`).
@@ -68,12 +76,15 @@ def detect_changes(before, after, *, dsm_before=None, dsm_after=None, within=Non
     ``work_res``: pixel size (m) detection works at; finer imagery is area-averaged.
     ``register``: measure how far the before image's content sits from the after
     image's and read it shifted to match (see :mod:`gis.detect.register`).
+    ``scheduler``: where the window tasks run instead of ``workers`` processes: a
+    Dask cluster's address (``tcp://host:8786``), ``local:N`` (a cluster of N
+    processes started for this run), or a scheduler of :mod:`gis.detect.pool`
+    (left open). The result is the same wherever they run.
     """
     if progress is not None and progress is not False and not callable(progress):
         raise TypeError(f"progress must be a function progress(done, total), not {progress!r}")
-    # the worker processes start (forkserver, each importing the window task: ~1 s)
-    # while this process validates the images and samples the scene
-    scheduler = start_pool(workers)
+    # the worker processes start (forkserver, each importing the window task: ~1 s),
+    # or the cluster connects, while this process validates the images and samples the scene
     # one OpenCV thread: a window's maps are at most 512 x 512 px, too small for its
     # thread pool to win back what it costs to start and join (measured on the
     # 20,000 px bench pair, one worker: ~0.3 s more CPU and no shorter run with two
@@ -81,12 +92,11 @@ def detect_changes(before, after, *, dsm_before=None, dsm_after=None, within=Non
     n_threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
     try:
-        with gdal_env():
-            return _detect(scheduler, before, after, dsm_before, dsm_after, within, inventory, parcels, model,
+        with scheduler_for(scheduler, workers) as tasks_on, gdal_env():
+            return _detect(tasks_on, before, after, dsm_before, dsm_after, within, inventory, parcels, model,
                            min_area, buffer, mask_out, progress or None, band_map, block, work_res, register)
     finally:
         cv2.setNumThreads(n_threads)
-        scheduler.close()
         close_datasets()
 
 
@@ -97,7 +107,7 @@ def _detect(scheduler, before, after, dsm_before, dsm_after, within, inventory, 
     # a user's ONNX model sees the imagery at the resolution it was trained on
     factor = 1 if detector.native_resolution else work_factor(pair.grid.res, work_res)
     crs = pair.grid.crs
-    within_gdf = _layer(within, crs, read_redlines)
+    within_gdf = _layer(within, crs, read_zone)
     parcels_gdf = _layer(parcels, crs, read_parcels)
     inventory_gdf = _layer(inventory, crs, read_inventory)
     geoms = None if within_gdf is None else within_gdf.geometry.values
@@ -179,13 +189,44 @@ def _layer(value, crs, reader):
     return value.to_crs(crs) if value.crs != crs else value
 
 
+def read_zone(source) -> gpd.GeoDataFrame:
+    """The area to examine (``--within``): red lines, read and validated as such
+    (:func:`gis.clearance.layers.read_redlines`) when the layer has their id column;
+    else any polygon layer as it is (town office boundaries, 镇办辖区, a district):
+    its polygons, invalid ones repaired; features without area (lines, points,
+    empty) are left out with a warning, and a layer of none is an error."""
+    raw = read_raw(source)
+    if guess_kind(raw) == "redlines":
+        return read_redlines(raw, path=source)
+    if not len(raw):
+        raise EmptyLayerError("the area layer (--within) has no features", path=source,
+                              hint="give the red lines or the polygons of the area to monitor")
+    geoms = raw.geometry.values
+    bad = ~shapely.is_valid(geoms) & ~shapely.is_missing(geoms)
+    if bad.any():
+        log.warning("%s: %d invalid polygon(s) repaired (make_valid)", source, int(bad.sum()))
+        geoms = geoms.copy()
+        geoms[bad] = shapely.make_valid(geoms[bad])
+    geoms = polygonal(geoms)
+    keep = ~shapely.is_missing(geoms) & ~shapely.is_empty(geoms) & np.isin(shapely.get_type_id(geoms), POLYGONAL)
+    if not keep.any():
+        raise GeometryTypeError("the area layer (--within) holds no polygons", path=source,
+                                hint="give polygons: red lines, town office boundaries (镇办辖区) or any "
+                                     "area to monitor")
+    if not keep.all():
+        log.warning("%s: %d feature(s) without area (lines, points or empty) left out of the area examined",
+                    source, int((~keep).sum()))
+    return gpd.GeoDataFrame(raw.drop(columns=raw.geometry.name)[keep], geometry=geoms[keep], crs=raw.crs)
+
+
 def _check_coverage(redlines, extent, path) -> None:
-    """Red lines the imagery does not reach are not examined: an error when none is
-    reached (the wrong flight, or the wrong layer), else a warning naming them. "No
-    changes" must never stand for "not looked at"."""
+    """Red lines (or areas) the imagery does not reach are not examined: an error when
+    none is reached (the wrong flight, or the wrong layer), else a warning naming them.
+    "No changes" must never stand for "not looked at"."""
     geoms = redlines.geometry.values
     ids = redlines["project_id"].astype(str).to_numpy() if "project_id" in redlines else \
         redlines.index.astype(str).to_numpy()
+    what = "red-line feature(s)" if "project_id" in redlines else "area feature(s) of --within"
     shapely.prepare(extent)
     outside = ~shapely.intersects(extent, geoms)
     partly = ~outside & ~shapely.covers(extent, geoms)
@@ -196,16 +237,17 @@ def _check_coverage(redlines, extent, path) -> None:
 
     if outside.all():
         raise RasterAlignmentError(
-            f"the red lines lie outside the imagery: none of {len(geoms)} feature(s) ({names(outside)}) "
+            f"the {'red lines' if 'project_id' in redlines else 'areas (--within)'} lie outside the imagery: "
+            f"none of {len(geoms)} feature(s) ({names(outside)}) "
             f"meets the ground both images cover {tuple(round(v) for v in extent.bounds)}",
             path=path, layer="redlines",
             hint="give the imagery flown over these projects, or the red lines of the area flown")
     if outside.any():
-        log.warning("%s: %d red-line feature(s) outside the imagery were not examined: %s",
-                    path or "red lines", int(outside.sum()), names(outside))
+        log.warning("%s: %d %s outside the imagery were not examined: %s",
+                    path or "red lines", int(outside.sum()), what, names(outside))
     if partly.any():
-        log.warning("%s: %d red-line feature(s) only partly inside the imagery; the rest was not examined: %s",
-                    path or "red lines", int(partly.sum()), names(partly))
+        log.warning("%s: %d %s only partly inside the imagery; the rest was not examined: %s",
+                    path or "red lines", int(partly.sum()), what, names(partly))
 
 
 def _warn_collar(pair: ImagePair, tallies: list[dict]) -> None:

@@ -45,7 +45,7 @@ from gis.imagery.reading import decoding
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Grid", "ImagePair", "open_pair", "raster_date", "check_raster", "common_extent"]
+__all__ = ["Grid", "ImagePair", "open_pair", "raster_date", "raster_source", "check_raster", "common_extent"]
 
 _DATE_RE = re.compile(r"(?<!\d)(19|20)(\d{2})[-_]?(0[1-9]|1[0-2])[-_]?(0[1-9]|[12]\d|3[01])(?!\d)")
 
@@ -92,14 +92,25 @@ class ImagePair:
 
 
 
+def raster_source(path) -> str:
+    """What a task reads: a local path made absolute (a worker process, or a machine
+    of a Dask cluster on a shared folder, need not share this one's working folder),
+    or a GDAL virtual path or URL (/vsis3/..., /vsicurl/https://..., s3://...) as given."""
+    text = str(path)
+    if text.startswith("/vsi") or "://" in text:
+        return text
+    return str(Path(text).absolute())
+
+
 def check_raster(path) -> None:
     """Open ``path`` and decode its last block, so truncated files fail here, named."""
+    source = raster_source(path)
     path = Path(path)
-    if not path.exists():
+    if source == str(path.absolute()) and not path.exists():
         raise CorruptRasterError("raster file does not exist", path=path,
                                  hint="check the path")
     try:
-        with rasterio.open(path) as src:
+        with rasterio.open(source) as src:
             if src.crs is None:
                 raise MissingCRSError(
                     "raster has no CRS", path=path,
@@ -134,15 +145,15 @@ def raster_date(path) -> dt.date | None:
     return None
 
 
-def _check_dsm(image: Path, dsm: Path) -> None:
+def _check_dsm(image: str, dsm: str) -> None:
     di, dd = raster_date(image), raster_date(dsm)
     if di is not None and dd is not None and di != dd:
         raise DSMDateError(
-            f"DSM is dated {dd.isoformat()} but its orthophoto {image.name} is dated {di.isoformat()}",
+            f"DSM is dated {dd.isoformat()} but its orthophoto {Path(image).name} is dated {di.isoformat()}",
             path=dsm, hint="give the DSM surveyed together with that orthophoto")
 
 
-def _check_order(before: Path, after: Path) -> None:
+def _check_order(before: str, after: str) -> None:
     """Warn when the before image is the later survey: swapped, every new house would be
     a demolition and every demolished one a new house. A warning, not an error: a
     TIFF's datetime can be the day it was exported rather than flown."""
@@ -150,7 +161,8 @@ def _check_order(before: Path, after: Path) -> None:
     if db is not None and da is not None and db > da:
         log.warning("the before image %s is dated %s, after the after image %s (%s; dates from their tags or "
                     "file names): if they are swapped, new structures show as demolitions and the reverse. "
-                    "Give the earlier survey as --before", before.name, db.isoformat(), after.name, da.isoformat())
+                    "Give the earlier survey as --before", Path(before).name, db.isoformat(), Path(after).name,
+                    da.isoformat())
 
 
 def _scale(src) -> float:
@@ -248,10 +260,11 @@ def open_pair(before, after, dsm_before=None, dsm_after=None, band_map=None) -> 
     ``band_map``: optional dict ``{"before": (r, g, b[, nir]), "after": (...)}`` of
     1-based band indexes, needed when the images have different band counts.
     """
-    paths = [Path(p) for p in (before, after)]
+    paths = [Path(p) for p in (before, after)]  # for messages
+    sources = [raster_source(p) for p in (before, after)]
     for p in paths:
         check_raster(p)
-    with rasterio.open(paths[0]) as b, rasterio.open(paths[1]) as a:
+    with rasterio.open(sources[0]) as b, rasterio.open(sources[1]) as a:
         grid = Grid(a.crs, a.transform, a.width, a.height) if not a.crs.is_geographic else _projected_grid(a)
         bb = transform_bounds(b.crs, grid.crs, *b.bounds, densify_pts=21)
         ab = grid.bounds
@@ -281,16 +294,16 @@ def open_pair(before, after, dsm_before=None, dsm_after=None, band_map=None) -> 
             sb = _scale(b)
         with decoding(paths[1]):
             sa = _scale(a)
-    _check_order(*paths)
+    _check_order(*sources)
     dsms = []
-    for img, dsm in ((paths[0], dsm_before), (paths[1], dsm_after)):
+    for img, dsm in ((sources[0], dsm_before), (sources[1], dsm_after)):
         if dsm is None:
             dsms.append(None)
             continue
         check_raster(dsm)
-        _check_dsm(img, Path(dsm))
-        dsms.append(str(dsm))
-    return ImagePair(str(paths[0]), str(paths[1]), grid, bands_b, bands_a, len(bands_a) == 4,
+        _check_dsm(img, raster_source(dsm))
+        dsms.append(raster_source(dsm))
+    return ImagePair(sources[0], sources[1], grid, bands_b, bands_a, len(bands_a) == 4,
                      dsms[0], dsms[1], sb, sa, extent)
 
 

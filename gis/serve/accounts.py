@@ -216,7 +216,7 @@ def revoke_tokens(engine: Engine, username: str, device: str | None = None) -> i
         n = conn.execute(q.values(revoked_at=_now())).rowcount
     if device is not None and n == 0:
         raise AccountError(f"user {username!r} has no live token for device {device!r}",
-                           hint=f"see the devices with `gis users list --tokens`")
+                           hint="see the devices with `gis users list --tokens`")
     return n
 
 

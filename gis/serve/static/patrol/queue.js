@@ -187,6 +187,7 @@
 
   async function doSync() {
     clearTimeout(timer);
+    lastAuthFailure = false;
     const sent = [];
     if (!PatrolAPI.token()) return sent;
     let stop = false;

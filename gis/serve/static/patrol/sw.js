@@ -14,7 +14,7 @@
 const SHELL_CACHE = "patrol-shell-v1";
 const DATA_CACHE = "patrol-data-v1";
 const SHELL = [
-  "./", "index.html", "app.css", "texts.js", "api.js", "queue.js", "app.js", "manifest.webmanifest",
+  "./", "index.html", "app.css", "texts.js", "ui.js", "api.js", "queue.js", "app.js", "manifest.webmanifest",
   "icon.svg", "icon-192.png", "/static/assets/leaflet/leaflet.js", "/static/assets/leaflet/leaflet.css",
 ];
 
