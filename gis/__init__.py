@@ -13,7 +13,7 @@ import logging
 
 from gis.errors import GisError
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = ["GisError", "__version__"]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

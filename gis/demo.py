@@ -13,7 +13,10 @@
    suppression and alerts waiting for a verdict;
 4. the products in the maps folder: the clearance map and bulletin of the
    last run under stable names, the figures (GeoPackage and workbook), the
-   battle map (作战图) of the industrial park and a printable PNG.
+   battle map (作战图) of the industrial park and a printable PNG. The maps
+   folder is the workspace's ``out`` folder (gis.toml), so ``gis weekly``,
+   ``gis report`` and ``gis serve`` of the demo workspace find and write
+   the products there too (the served figures page offers its bulletin).
 
 The demo writes its layers, imagery and ``gis.toml`` into its folder, so it
 refuses a folder that holds another workspace unless told to replace it.
@@ -22,8 +25,10 @@ refuses a folder that holds another workspace unless told to replace it.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +39,7 @@ import rasterio
 
 from gis.alerts.identity import overlap_pairs
 from gis.alerts.lifecycle import set_alert
+from gis.atomic import write_text_atomic
 from gis.clearance.pipeline import write_clearance
 from gis.errors import ProtectedOutputError
 from gis.products.staticmap import write_static_map
@@ -90,6 +96,7 @@ def run_demo(out: str | os.PathLike, maps_dir: str | os.PathLike, *, seed: int =
     county = make_demo_county(out, seed=seed)
     report(2, len(STEPS))
     write_demo_epochs(county, out)
+    use_products_folder(out, maps_dir)
     summary = run_demo_cycle(out, maps_dir, progress=progress, weekly_progress=weekly_progress, workers=workers)
 
     report(len(STEPS), len(STEPS))
@@ -112,6 +119,20 @@ def run_demo(out: str | os.PathLike, maps_dir: str | os.PathLike, *, seed: int =
              "bulletin.xlsx", "figures.gpkg", "figures.xlsx")
     return DemoResult(summary=summary, workspace=out,
                       outputs=[maps_dir / n for n in names if (maps_dir / n).exists()])
+
+
+def use_products_folder(demo_dir: str | os.PathLike, maps_dir: str | os.PathLike) -> None:
+    """Make ``maps_dir`` the demo workspace's ``out`` folder (gis.toml), where its products go.
+
+    Stored relative to the workspace (``out = "../../maps"`` for ``make demo``),
+    like every path of gis.toml.
+    """
+    toml = Path(demo_dir) / TOML_NAME
+    rel = Path(os.path.relpath(Path(maps_dir).resolve(), Path(demo_dir).resolve())).as_posix()
+    line = "out = " + json.dumps(rel, ensure_ascii=False)  # a JSON string is a TOML basic string
+    text = toml.read_text(encoding="utf-8")
+    text, found = re.subn(r"(?m)^out = .*$", lambda _: line, text, count=1)  # top level: before any [table]
+    write_text_atomic(toml, text if found else f"{line}\n{text}")
 
 
 def refuse_other_workspace(out: Path) -> None:

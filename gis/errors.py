@@ -336,6 +336,11 @@ class AreaDistortionWarning(GisWarning):
     """A layer's own CRS distorts areas (Web Mercator...): another one is used for every area."""
 
 
+class ModelLookWarning(GisWarning):
+    """A trained model learnt from imagery whose colours are far from the scene it scores
+    (another county, supplier or season): expect it to drop real changes; train it again."""
+
+
 # --- the served app (gis serve) -------------------------------------------------
 
 

@@ -75,7 +75,7 @@ OFFICE: dict[str, dict[str, str]] = {
            "change_status": "批量改状态", "apply": "执行", "history": "处理记录", "before": "前期影像",
            "after": "后期影像", "reason": "误报原因", "open": "待处理",
            **{s: ALERT_STATUS["zh"][s] for s in ("new", "dispatched", "illegal")},
-           "overdue": "超期未核查", "settled": "已办结",
+           "overdue": "超期未核查", "settled": "已处置",  # legal, false alarm, demolished or closed (已销号 is one status)
            "members": "队员", "downloads": "通报下载", "no_rows": "无", "total": "共", "error": "出错了",
            "back": "返回", "yes": YES_NO["zh"][0], "no": YES_NO["zh"][1], "distance_m": "距离(米)", "by": "操作人", "at": "时间",
            "action": "操作", "old": "原值", "new_value": "新值", "read_only": "只读"},
@@ -133,6 +133,9 @@ TEXT: dict[str, dict[str, str]] = {
         "mu": "亩", "m2": "m²", "alerts_open": "待处置预警", "alerts_total": "预警总数",
         "parcel_count": "宗地数", "figures": "项目指标", "north": "北", "date": "制图日期",
         "count_unit": "宗", "growing": "面积增长", "counted_on": "统计日期", "crs": "坐标系",
+        "inside_note": "宗数与面积只计红线内宗地(与周通报一致)", "area_inside": "红线内面积",
+        "rounding_note": "剩余房屋、户数、坟山等按宗地在红线内的面积比例折算，显示时四舍五入取整",
+        "units_note": "面积单位：亩；比率为百分数",
     }),
     "en": _text("en", {
         "title": "Land clearance status", "battle": "battle map", "as_of": "as of",
@@ -157,6 +160,11 @@ TEXT: dict[str, dict[str, str]] = {
         "mu": "mu", "m2": "m²", "alerts_open": "Open alerts", "alerts_total": "Alerts",
         "parcel_count": "Parcels", "figures": "Project figures", "north": "N", "date": "Printed",
         "count_unit": "parcels", "growing": "Growing", "counted_on": "Counted on", "crs": "CRS",
+        "inside_note": "Parcels and mu inside red lines only (as in the bulletin)",
+        "area_inside": "Area inside red lines",
+        "rounding_note": "Houses, households, graves etc. left are pro-rated by the share of each parcel "
+                         "inside the red line and shown rounded half up to whole numbers",
+        "units_note": "Areas in mu; rates as percentages",
     }),
 }
 
@@ -187,6 +195,8 @@ HEADERS: dict[str, dict[str, str]] = {
         "projects": "项目个数", "projects_progressed": "有进度项目个数", "progress_ratio": "进度占比率",
         "overdue_projects": "逾期项目个数", "rank": "排名", "list": "红黑榜", "status_since": "状态起始日",
         "waiting_days": "等待天数", "total": "合计", "figure": "指标", "value": "数值", "item": "项目",
+        "scope": "口径", "start_date": "开工日期", "time_elapsed": "时间进度", "schedule_gap": "完成率减时间进度",
+        "behind_schedule": "是否滞后", "behind_projects": "滞后项目个数", "schedule_rank": "序时排名",
     }),
     "en": _headers("en", {
         "households_left": "Households left", "overdue": "Overdue", "progressed": "Progress this period",
@@ -194,6 +204,9 @@ HEADERS: dict[str, dict[str, str]] = {
         "progress_ratio": "Progress ratio", "overdue_projects": "Overdue projects", "rank": "Rank",
         "list": "List", "status_since": "Status since", "waiting_days": "Days waiting", "total": "Total",
         "figure": "Figure", "value": "Value", "item": "Item",
+        "scope": "Scope", "start_date": "Start date", "time_elapsed": "Time elapsed",
+        "schedule_gap": "Completion minus time", "behind_schedule": "Behind schedule",
+        "behind_projects": "Projects behind schedule", "schedule_rank": "Rank on schedule",
     }),
 }
 
@@ -210,20 +223,61 @@ def _bulletin(lang: str, words: dict[str, str]) -> dict[str, str]:
 BULLETIN: dict[str, dict[str, str]] = {
     "zh": _bulletin("zh", {
         "title": "征地拆迁与两违监测周通报", "period": "统计周期", "made": "生成日期",
-        "headline": "一、总体情况", "projects": "二、重点项目进度", "districts": "三、区县排名",
-        "lists": "四、红黑榜", "new_alerts": "五、本周新增预警(按区县、类型)",
-        "growing": "六、面积持续增长的预警", "waiting": "七、超过{days}天未核查的预警",
-        "chart": "各项目征地完成率与净地率", "none": "无", "overdue_note": "逾期项目以红色标出。",
-        "n_projects": "重点项目个数", "alerts_new": "本周新增预警", "alerts_post_freeze": "冻结日后新增预警",
+        "headline": "一、总体情况", "projects": "二、重点项目进度(累计)", "schedule": "序时进度(项目开工至完成时限)",
+        "districts": "三、区县排名(累计)", "lists": "四、红黑榜", "new_alerts": "五、本周新增预警(按区县、类型)",
+        "growing": "六、面积持续增长的预警(累计，待处置)", "waiting": "七、超过{days}天未核查的预警",
+        "chart": "各项目征地完成率与净地率(累计)", "none": "无", "overdue_note": "逾期项目以红色标出。",
+        "n_projects": "重点项目个数", "alerts_new": "本周新增预警", "alerts_post_freeze": "冻结日后新增预警(待处置)",
+        "alerts_new_post_freeze": "本周冻结日后新增预警", "behind_projects": "滞后于序时进度的项目个数",
+        "this_week": "本周", "cumulative": "累计", "number": "{year}年第{n}期", "office": "印发单位",
+        "issued": "印发日期", "compared": "影像对比", "compared_dates": "{before} 与 {after} 航拍影像",
+        "no_compare": "无(首期影像，作为基准)", "days": "{n}天", "summary": "本期要点",
+        "schedule_districts": "区县序时进度排名",
+        "schedule_note": "时间进度 = 开工日期至完成时限已过去的时间占比；征地完成率低于时间进度为滞后。",
+        "schedule_none": "无：红线图层没有开工日期(start_date / 开工日期)，也未在 gis.toml [start_dates] 中填写。",
+        "rule_count": "前{n}名", "rule_share": "前{pct}(每榜{n}个)", "rule_black_count": "后{n}名",
+        "rule_black_share": "后{pct}(每榜{n}个)",
+        "rule": "规则：各区县按{figure}排名，{top}列入红榜，{bottom}列入黑榜(区县较少时每榜至多一半)。",
+        "rule_overdue": "有逾期项目的区县不列入红榜，名次不递补{which}。", "rule_excluded": "(本期：{names})",
+        "sum_week": "本周({start}至{end})新增预警{new}处，其中冻结日后{post}处；{moved}个项目有征地进度，"
+                    "进度占比率{ratio}。",
+        "sum_total": "累计征地完成率{completion}、净地率{clean}，待处置预警{open}处。",
+        "sum_behind": "逾期项目{overdue}个{overdue_names}，滞后于序时进度的项目{behind}个{behind_names}；"
+                      "黑榜：{black}。",
+        "sum_names": "({names})", "sep": "、",
     }),
     "en": _bulletin("en", {
         "title": "Weekly bulletin: land clearance and illegal construction", "period": "Period",
-        "made": "Made", "headline": "1. Overview", "projects": "2. Key projects", "districts": "3. Districts",
-        "lists": "4. Red and black lists", "new_alerts": "5. New alerts this week (district x kind)",
-        "growing": "6. Growing alerts", "waiting": "7. Alerts waiting for a verdict over {days} days",
+        "made": "Made", "headline": "1. Overview", "projects": "2. Key projects (cumulative)",
+        "districts": "3. Districts (cumulative)", "lists": "4. Red and black lists",
+        "new_alerts": "5. New alerts this week (district x kind)",
+        "growing": "6. Growing alerts (cumulative, open)",
+        "waiting": "7. Alerts waiting for a verdict over {days} days",
         "chart": "Completion and clean-land rate by project", "none": "none",
         "overdue_note": "Overdue projects in red.", "n_projects": "Key projects",
-        "alerts_new": "New alerts this week", "alerts_post_freeze": "Alerts after freeze date",
+        "alerts_new": "New alerts this week", "alerts_post_freeze": "Open alerts after freeze date",
+        "alerts_new_post_freeze": "New alerts after freeze date this week",
+        "behind_projects": "Projects behind schedule", "this_week": "this week", "cumulative": "cumulative",
+        "number": "{year} no. {n}", "office": "Issued by", "issued": "Issued", "compared": "Imagery compared",
+        "compared_dates": "survey of {before} with survey of {after}", "no_compare": "none (first survey, baseline)",
+        "days": "{n} days", "summary": "This week in brief", "schedule": "Progress against time (start to deadline)",
+        "schedule_districts": "Districts ranked on progress against time",
+        "schedule_note": "Time elapsed = share of the time from start date to deadline that has passed; "
+                         "a project whose completion rate is below it is behind schedule.",
+        "schedule_none": "none: the red lines have no start date (start_date), and gis.toml [start_dates] "
+                         "names none.",
+        "rule_count": "the top {n}", "rule_share": "the top {pct} ({n} each)", "rule_black_count": "the bottom {n}",
+        "rule_black_share": "the bottom {pct} ({n} each)",
+        "rule": "Rule: districts ranked by {figure}; {top} form the red list, {bottom} the black list "
+                "(with few districts each list takes at most half).",
+        "rule_overdue": "A district with an overdue project is left off the red list and its place stays "
+                        "empty{which}.", "rule_excluded": " (this week: {names})",
+        "sum_week": "This week ({start} to {end}): {new} new alerts, {post} of them after a freeze date; "
+                    "{moved} projects moved, progress ratio {ratio}.",
+        "sum_total": "Cumulative completion rate {completion}, clean-land rate {clean}, {open} alerts open.",
+        "sum_behind": "{overdue} projects overdue{overdue_names}, {behind} behind schedule{behind_names}; "
+                      "black list: {black}.",
+        "sum_names": " ({names})", "sep": ", ",
     }),
 }
 
@@ -232,14 +286,16 @@ SHEETS: dict[str, dict[str, str]] = {
     "zh": {"headline": "总体情况", "projects": "项目进度", "districts": "区县排名",
            "red_list": LIST["zh"]["red"], "black_list": LIST["zh"]["black"],
            "new_alerts": BULLETIN["zh"]["alerts_new"], "growing": "面积增长预警",
-           "waiting": "超期未核查预警", "about": "说明"},
+           "waiting": "超期未核查预警", "about": "说明", "schedule": "序时进度",
+           "schedule_districts": "区县序时排名"},
     "en": {"headline": "overview", "projects": "projects", "districts": "districts",
            "red_list": LIST["en"]["red"], "black_list": LIST["en"]["black"], "new_alerts": "new alerts",
-           "growing": "growing alerts", "waiting": "waiting for verdict", "about": "about"},
+           "growing": "growing alerts", "waiting": "waiting for verdict", "about": "about",
+           "schedule": "progress against time", "schedule_districts": "districts on schedule"},
 }
 #: The bulletin workbook's sheets, in order.
-BULLETIN_SHEETS: tuple[str, ...] = ("headline", "projects", "districts", "red_list", "black_list",
-                                    "new_alerts", "growing", "waiting")
+BULLETIN_SHEETS: tuple[str, ...] = ("headline", "projects", "schedule", "schedule_districts", "districts",
+                                    "red_list", "black_list", "new_alerts", "growing", "waiting")
 
 _TABLES: dict[str, dict[str, Any]] = {
     "status": STATUS, "alert_status": ALERT_STATUS, "kind": KIND, "list": LIST, "reason": REASON, "office": OFFICE,

@@ -86,6 +86,11 @@ COUNT_COLUMNS: tuple[str, ...] = (
 )
 
 
+#: Figures districts may be ranked by for the red/black list (gis.toml
+#: ``[bulletin] rank_by``); higher is better. schedule_gap is progress against time.
+RANK_FIGURES: tuple[str, ...] = ("completion_rate", "clean_land_rate", "progress_ratio", "schedule_gap")
+
+
 # --- layer schemas ------------------------------------------------------------
 
 
@@ -167,6 +172,8 @@ REDLINES = LayerSchema(
         Column("deadline", "完成时限", "date", aliases=("节点",)),
         Column("funded", "资金保障", "bool"),
         Column("freeze_date", "冻结日期", "date", aliases=("冻结日",)),
+        # optional: the day work started, for progress against time (序时进度)
+        Column("start_date", "开工日期", "date", aliases=("启动日期", "开始日期")),
     ),
 )
 

@@ -60,6 +60,9 @@ class WeeklySummary:
     waiting: list[dict[str, Any]] = field(default_factory=list)
     overdue_projects: list[dict[str, Any]] = field(default_factory=list)
     outputs: dict[str, str] = field(default_factory=dict)
+    #: the verdict model detection ran with and its false-alarm rate, and the retraining
+    #: after the commit (gis.detect.champion); empty without a model or [model] retrain
+    model: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -85,10 +88,14 @@ def _default_detect() -> Callable[..., gpd.GeoDataFrame]:
 
 def _detect_run(ws: Workspace, cur: Epoch, prev: Epoch, redlines: gpd.GeoDataFrame,
                 detect: Callable[..., gpd.GeoDataFrame], workers: int = 1,
-                windows: Progress | None = None, scheduler: Any = None) -> gpd.GeoDataFrame:
-    """Changes since the previous epoch, plus changes since older freeze baselines."""
+                windows: Progress | None = None, scheduler: Any = None,
+                model: str | None = None) -> gpd.GeoDataFrame:
+    """Changes since the previous epoch, plus changes since older freeze baselines;
+    ``model``: the workspace's current verdict model (file), if one runs."""
     # detection keeps its per-kind minimum areas; the workspace minimum is applied to alerts
     kw: dict[str, Any] = dict(inventory=ws.inventory, parcels=ws.parcels)
+    if model is not None:
+        kw["model"] = model
     if windows is not None:
         kw["progress"] = windows  # detection reports (windows done, windows in all)
     if workers > 1:
@@ -184,7 +191,7 @@ def run_weekly(workspace: Workspace | str | os.PathLike, epoch: dt.date | str | 
         else:
             with _scheduler(scheduler) as tasks_on:
                 changes = _detect_run(ws, cur, prev, clear.redlines, detect or _default_detect(), workers,
-                                      detect_progress, tasks_on)
+                                      detect_progress, tasks_on, model=_current_model(ws))
         report("alerts", next(step), len(STEPS))
         th = ws.thresholds
         before = store.alerts()  # read now, committed at the end: people's writes go on meanwhile
@@ -219,6 +226,7 @@ def run_weekly(workspace: Workspace | str | os.PathLike, epoch: dt.date | str | 
                                  "updated": summary.updated_alerts, "suppressed": summary.suppressed,
                                  "merged": summary.merged},
                       "host": socket.gethostname(), "pid": os.getpid()}
+    summary.model = _learn(ws, store, cur)  # after the commit: a failed retraining loses nothing
     report("maps", next(step), len(STEPS))
     if maps:
         try:
@@ -298,7 +306,10 @@ def check_coverage(ws: Workspace, redlines: gpd.GeoDataFrame, epochs: list[Epoch
     detection reports nothing where there is no data, and an all-nodata image would
     read as a week without changes."""
     from gis.imagery.coverage import valid_share
+    from gis.imagery.pair import check_raster
 
+    for e in epochs:  # a damaged file is named now, not by GDAL's error in the middle of the run
+        check_raster(e.ortho)
     minimum = ws.thresholds["min_coverage"]
     if minimum > 1:
         raise WorkspaceError(f"thresholds.min_coverage = {minimum} is more than 1", path=ws.toml,
@@ -360,9 +371,9 @@ def _summary(run_id, cur, prev, changes, up, alerts, clear, th, today) -> Weekly
 
 def _write_products(ws: Workspace, clear, store, cur: Epoch, prev: Epoch | None,
                     today: dt.date, out_dir: str | os.PathLike | None = None) -> dict[str, str]:
-    """Map and bulletin of this week."""
+    """Map and bulletin of this week: the bulletin is dated by the survey (``cur``), not the run's day."""
     from gis.products.webmap import write_clearance_map
-    from gis.products.bulletin import write_bulletin
+    from gis.products.bulletin import write_workspace_bulletin
 
     folder = Path(out_dir) if out_dir else (ws.out or ws.root / "out")
     folder.mkdir(parents=True, exist_ok=True)
@@ -372,12 +383,33 @@ def _write_products(ws: Workspace, clear, store, cur: Epoch, prev: Epoch | None,
         "map": str(write_clearance_map(clear, folder / f"clearance_{stamp}.html", alerts=alerts,
                                        store_dir=store.store_dir, orthophoto=cur.ortho, lang=ws.lang,
                                        as_of=today)),
-        "bulletin": str(write_bulletin(clear, folder / f"bulletin_{stamp}.html", alerts=alerts,
-                                       store_dir=store.store_dir, xlsx=folder / f"figures_{stamp}.xlsx",
-                                       as_of=today, lang=ws.lang,
-                                       waiting_days=int(ws.thresholds["waiting_days"]),
-                                       period_start=prev.date + dt.timedelta(days=1) if prev else None)),
+        # the survey week ending on this epoch's date (days waiting to the run's date);
+        # its 期号 from the store's runs (this one included)
+        "bulletin": str(write_workspace_bulletin(ws, clear, alerts, folder / f"bulletin_{stamp}.html",
+                                                 xlsx=folder / f"figures_{stamp}.xlsx", as_of=cur.date,
+                                                 runs=store.runs(), run_date=today)),
     }
+
+
+def _current_model(ws: Workspace) -> str | None:
+    """The file of the verdict model that runs in this workspace (``gis model use``), or None."""
+    path = ws.store_dir / "models" / "registry.json"
+    if not path.exists():  # no model ever trained: nothing to import
+        return None
+    from gis.detect.champion import Registry  # with detection (see _default_detect)
+
+    reg = Registry(ws.store_dir)
+    return str(reg.model_path(reg.current)) if reg.current else None
+
+
+def _learn(ws: Workspace, store, cur: Epoch) -> dict[str, Any]:
+    """The verdict model's part of the summary, and its retraining with ``[model] retrain =
+    true`` (:func:`gis.detect.champion.weekly_model`); {} in a workspace that never had one."""
+    if not (ws.store_dir / "models").exists() and "[model]" not in ws.toml.read_text(encoding="utf-8"):
+        return {}
+    from gis.detect.champion import weekly_model  # see _current_model
+
+    return weekly_model(ws, store, cur.date.isoformat())
 
 
 def format_summary(s: WeeklySummary) -> str:
@@ -402,6 +434,10 @@ def format_summary(s: WeeklySummary) -> str:
             f"{p['project_id']} {p['name']} ({p['deadline']})" for p in s.overdue_projects))
     else:
         lines.append("overdue projects: none")
+    if s.model:
+        from gis.detect.champion import model_line  # see _current_model
+
+        lines.append(model_line(s.model))
     for k, v in s.outputs.items():
         lines.append(f"{k}: {v}")
     return "\n".join(lines)

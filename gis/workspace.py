@@ -26,12 +26,15 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
 
 from gis.atomic import write_text_atomic
 from gis.errors import WorkspaceError
+from gis.schema import RANK_FIGURES
 
 TOML_NAME = "gis.toml"
 #: Where a workspace records its store's commits, so a vanished store is noticed.
 STATE_NAME = ".gis/state.json"
 #: Committed stores kept in backups/ beside the store (gis.toml: store_backups).
 DEFAULT_STORE_BACKUPS = 4
+#: The working CRS of a workspace whose layers are not there yet: CGCS2000 / 3-degree GK CM 114E.
+DEFAULT_WORKING_CRS = "EPSG:4547"
 
 #: Defaults for [thresholds]; the comments in the written file explain each.
 DEFAULT_THRESHOLDS: dict[str, float] = {
@@ -54,6 +57,21 @@ class Epoch:
 
 
 @dataclass(frozen=True)
+class BulletinSettings:
+    """gis.toml ``[bulletin]``: the issuing office, the 期号 of the year's first bulletin (the
+    store's weekly runs count on from it) and the red/black list rule (the figure districts are
+    ranked by, each list's size or share, and whether an overdue project keeps a district off
+    the red list; see :func:`gis.clearance.figures.rank_districts`)."""
+
+    office: str = ""
+    first_number: int = 1
+    rank_by: str = "completion_rate"
+    list_size: int = 3
+    list_share: float | None = None
+    overdue_off_red: bool = True
+
+
+@dataclass(frozen=True)
 class Workspace:
     root: Path
     redlines: Path
@@ -73,6 +91,9 @@ class Workspace:
     #: [layers] min_redline_m2 / id_from_layer: how red lines are read (see gis.clearance.layers).
     min_redline_m2: float = 1.0
     id_from_layer: bool = False
+    bulletin: BulletinSettings = field(default_factory=BulletinSettings)
+    #: [start_dates]: project id -> start date (开工日期), over the red lines' start_date column.
+    start_dates: dict[str, dt.date] = field(default_factory=dict)
 
     @property
     def toml(self) -> Path:
@@ -111,8 +132,9 @@ class Workspace:
         """What the workspace's maps and bulletin show as of ``as_of`` (default: the latest imagery date)."""
         c = self.clearance(as_of)
         store = self.open_store(crs=c.crs)
-        return Snapshot(clearance=c, alerts=store.alerts() if store.present() else None,
-                        epoch=self.latest_epoch, as_of=c.as_of, store_dir=self.store_dir, lang=self.lang)
+        here = store.present()
+        return Snapshot(clearance=c, alerts=store.alerts() if here else None, epoch=self.latest_epoch, as_of=c.as_of,
+                        store_dir=self.store_dir, lang=self.lang, runs=store.runs() if here else None)
 
     def open_store(self, crs: Any = None):
         """The workspace's alert store (GeoPackage or PostGIS), with its record and backups."""
@@ -150,6 +172,7 @@ class Snapshot:
     as_of: dt.date
     store_dir: Path  # alert chips and field photos are under it
     lang: str
+    runs: Any = None  # the store's run log (the bulletin's 期号 counts its weekly runs); None without a store
 
 
 def _as_date(value: Any, what: str, path: Path) -> dt.date:
@@ -175,6 +198,26 @@ def _q(value: str) -> str:
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def layers_working_crs(layers: Iterable[str | os.PathLike | None], explicit: str | None = None) -> str:
+    """The working CRS for a workspace over these layer files (red lines first), as gis.toml writes it.
+
+    The rule of the clearance (:func:`gis.clearance.layers.common_working_crs`):
+    the layers' own projected CRS when it keeps areas true, else the CGCS2000
+    Gauss-Kruger zone of their centre. An ``explicit`` CRS is checked against
+    the layers' extent. With no layer file there yet: ``explicit``, else
+    :data:`DEFAULT_WORKING_CRS`.
+    """
+    present = [Path(p) for p in layers if p is not None and str(p) != "" and Path(p).exists()]
+    if not present:
+        return explicit or DEFAULT_WORKING_CRS
+    # heavy (geopandas, pyogrio): only gis init and the demo pay for it
+    from gis.clearance.layers import common_working_crs
+
+    crs = common_working_crs(present, working_crs=explicit)
+    auth = crs.to_authority()
+    return f"{auth[0]}:{auth[1]}" if auth else crs.to_wkt()
+
+
 def init_workspace(
     directory: str | os.PathLike,
     *,
@@ -184,7 +227,7 @@ def init_workspace(
     inventory: str | os.PathLike | None = None,
     epochs: Iterable[tuple] = (),
     freeze_dates: Mapping[str, Any] | None = None,
-    working_crs: str = "EPSG:4547",
+    working_crs: str | None = None,
     store: str = "store.gpkg",
     out: str = "out",
     thresholds: Mapping[str, float] | None = None,
@@ -194,20 +237,24 @@ def init_workspace(
     """Write a commented ``gis.toml`` in ``directory`` and return its path.
 
     ``epochs`` are ``(date, ortho)`` or ``(date, ortho, dsm)`` tuples. Absolute
-    paths are stored relative to the workspace folder.
+    paths are stored relative to the workspace folder. ``working_crs`` defaults
+    to the one the clearance chooses for the layers (:func:`layers_working_crs`).
     """
     root = Path(directory)
-    root.mkdir(parents=True, exist_ok=True)
     target = root / TOML_NAME
     if target.exists() and not overwrite:
         raise WorkspaceError("a workspace already exists here", path=target,
                              hint="edit it, or pass --force to write a new one")
+    working_crs = layers_working_crs([redlines, parcels, inventory], working_crs)
+    root.mkdir(parents=True, exist_ok=True)
     th = {**DEFAULT_THRESHOLDS, **(thresholds or {})}
     lines = [
         "# gis workspace: land clearance and illegal-construction monitoring.",
         "# Paths are relative to this folder, so the folder can be copied or moved.",
         "",
-        "# Projected CRS in which all areas and overlaps are computed (CGCS2000 Gauss-Kruger).",
+        "# Projected CRS in which all areas and overlaps are computed (CGCS2000 Gauss-Kruger);",
+        "# Unless given (--working-crs), `gis init` chooses it from the layers as the clearance does:",
+        "# their own projected CRS, else the Gauss-Kruger zone of their centre.",
         f"working_crs = {_q(working_crs)}",
         "# Language of labels people read: zh or en.",
         f"lang = {_q(lang)}",
@@ -250,6 +297,21 @@ def init_workspace(
     if not freeze_dates:
         lines.append('# "P-001" = 2026-04-01')
     lines += [
+        "",
+        "# Start dates (开工日期) over the red lines' start_date column: progress against time (序时进度).",
+        "[start_dates]",
+        '# "P-001" = 2026-03-01',
+        "",
+        "[bulletin]",
+        "# Issuing office printed on the weekly bulletin (周通报).",
+        'office = ""',
+        "# 期号 of the first bulletin of each year; the store's weekly runs count on from it.",
+        "first_number = 1",
+        "# Red/black list (红黑榜): rank_by completion_rate, clean_land_rate, progress_ratio or schedule_gap",
+        "# (序时进度); list_size districts per list (or list_share = 0.2); overdue keeps off the red list.",
+        'rank_by = "completion_rate"',
+        "list_size = 3",
+        "overdue_off_red = true",
         "",
         "[thresholds]",
         "# A change overlapping an alert by at least this share of the smaller one is the same alert.",
@@ -365,4 +427,23 @@ def load_workspace(directory: str | os.PathLike) -> Workspace:
         store_url=store_url,
         min_redline_m2=float(min_redline_m2),
         id_from_layer=id_from_layer,
+        bulletin=_bulletin_settings(cfg.get("bulletin", {}), toml_path),
+        start_dates={str(k): _as_date(v, f"start_dates.{k}", toml_path) for k, v in cfg.get("start_dates", {}).items()},
     )
+
+
+def _bulletin_settings(cfg: Mapping[str, Any], path: Path) -> BulletinSettings:
+    """gis.toml ``[bulletin]``, checked: a wrong key or value names itself and the fix."""
+    number = (int, float)
+    checks = {"office": lambda v: isinstance(v, str), "rank_by": lambda v: v in RANK_FIGURES,
+              "first_number": lambda v: isinstance(v, int) and v >= 1,
+              "list_size": lambda v: isinstance(v, int) and v >= 0,
+              "list_share": lambda v: isinstance(v, number) and 0 < v <= 0.5,
+              "overdue_off_red": lambda v: isinstance(v, bool)}
+    for k, v in cfg.items():
+        if k not in checks or (isinstance(v, bool) and k != "overdue_off_red") or not checks[k](v):
+            raise WorkspaceError(f"bulletin.{k} = {v!r} is not understood", path=path,
+                                 hint="[bulletin] takes office (text), first_number (1 or more), rank_by ("
+                                 + " | ".join(RANK_FIGURES) + "), list_size (whole number), "
+                                 "list_share (over 0, at most 0.5) and overdue_off_red (true or false)")
+    return BulletinSettings(**{k: float(v) if k == "list_share" else v for k, v in cfg.items()})

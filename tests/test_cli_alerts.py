@@ -7,6 +7,7 @@ import json
 import os
 import socket
 import sqlite3
+import unicodedata
 
 import pytest
 from click.testing import CliRunner
@@ -14,6 +15,7 @@ from click.testing import CliRunner
 import gis.weekly as weekly_module
 from alertsdata import DATES, FakeDetect, changes, make_workspace, spot_in, spot_outside
 from gis.cli import main
+from gis.labels import label
 
 
 @pytest.fixture
@@ -92,3 +94,27 @@ def test_export_import_and_lock_through_the_cli(ws, tmp_path):
                     (os.getpid(), socket.gethostname()))
     refused = gis("weekly", "--workspace", ws, "--no-maps", ok=False)
     assert refused.exit_code == 3 and f"pid {os.getpid()}" in refused.output
+
+
+def cells(line: str) -> int:
+    """Display width of a terminal line: East Asian wide and full-width characters take two cells."""
+    return sum(2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1 for ch in line)
+
+
+def test_alert_list_fits_a_100_column_terminal_and_wide_shows_every_column(ws):
+    gis("weekly", "--workspace", ws, "--epoch", "2026-03-15", "--no-maps")
+    listed = json.loads(gis("alerts", "list", "--workspace", ws, "--json").output)
+    res = CliRunner(env={"COLUMNS": "100"}).invoke(main, ["alerts", "list", "--workspace", str(ws)])
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert max(cells(line) for line in lines) <= 100
+    assert "预警编号" in res.output and "所属区县" in res.output and "宗地编号" not in res.output
+    for r in listed:  # one line per alert, its kind and status in Chinese words, nothing wrapped
+        row = next(line for line in lines if r["alert_id"] in line)
+        assert label("kind", r["kind"]) in row and label("alert_status", r["status"]) in row
+        assert r["district"] in row and f"{r['area_mu']:.2f}" in row
+    wide = CliRunner(env={"COLUMNS": "250"}).invoke(main, ["alerts", "list", "--workspace", str(ws), "--wide"])
+    assert "宗地编号" in wide.output and "最近发现" in wide.output and "seen_count" in wide.output
+    assert all(r["parcel_id"] in wide.output for r in listed if r["parcel_id"])
+    en = gis("alerts", "list", "--workspace", ws, "--lang", "en").output
+    assert "new structure" in en and "District" in en

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 import mapsdata
 from conftest import make_parcels, make_redlines, square
 from gis.cli import main
-from gis.products.excel import FORMULA_PREFIXES, Sheet, display_width, write_workbook
+from gis.products.excel import HEADER_ROW, FORMULA_PREFIXES, Sheet, display_width, write_workbook
 from gis.clearance.pipeline import clearance
 from gis.products.bulletin import write_bulletin
 
@@ -71,9 +71,10 @@ def assert_inert(path, expected_texts):
 
 
 def table(path, sheet):
+    """The sheet, its headers and its rows (below the title and note rows)."""
     ws = openpyxl.load_workbook(path)[sheet]
-    head = [c.value for c in ws[1]]
-    return ws, head, [dict(zip(head, r)) for r in ws.iter_rows(min_row=2)]
+    head = [c.value for c in ws[HEADER_ROW]]
+    return ws, head, [dict(zip(head, r)) for r in ws.iter_rows(min_row=HEADER_ROW + 1)]
 
 
 def test_overlay_workbook_keeps_formula_payloads_as_text(hostile_layers, tmp_path):
@@ -131,12 +132,13 @@ def test_both_workbooks_share_one_look(small_layers, tmp_path):
     for path in (figures, bulletin):
         ws, head, rows = table(path, "项目进度")
         rate = rows[0]["征地完成率"]
-        looks.append((ws["A1"].fill.fgColor.rgb, ws["A1"].font.b, ws.freeze_panes, rate.number_format,
+        header = ws.cell(HEADER_ROW, 1)
+        looks.append((header.fill.fgColor.rgb, header.font.b, ws.freeze_panes, rate.number_format,
                       {r["是否逾期"].value for r in rows}))
         name_col = ws.column_dimensions[openpyxl.utils.get_column_letter(head.index("项目名称") + 1)]
         assert name_col.width >= display_width("项目名称")  # CJK counted double
     assert looks[0] == looks[1]
-    assert looks[0][2:] == ("B2", "0.0%", {"是", "否"})
+    assert looks[0][2:] == (f"B{HEADER_ROW + 1}", "0.0%", {"是", "否"})  # header and title rows frozen
 
 
 def test_writer_keeps_kinds_and_cleans_what_a_cell_cannot_hold(tmp_path):
@@ -149,6 +151,7 @@ def test_writer_keeps_kinds_and_cleans_what_a_cell_cannot_hold(tmp_path):
     })
     out = write_workbook(tmp_path / "w.xlsx", [Sheet("表", frame, {"name": "名称"})], lang="en")
     ws = openpyxl.load_workbook(out)["表"]
+    ws.delete_rows(1, HEADER_ROW - 1)  # the title and note rows: the cells below as they were
     assert [c.value for c in ws[1]] == ["名称", "delta_mu", "completion_rate", "overdue", "deadline"]
     assert ws["B2"].value == -1.5 and ws["B2"].data_type == "n" and ws["B2"].number_format == "0.00"
     assert ws["C2"].value == -0.25 and ws["C2"].number_format == "0.0%" and ws["C3"].value is None

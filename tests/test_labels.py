@@ -26,6 +26,7 @@ from gis.alerts.store import open_store
 from gis.errors import InputError
 from gis.products import style
 from gis.products.bulletin import bulletin_tables
+from gis.products.excel import HEADER_ROW
 from gis.weekly import run_weekly
 
 PACKAGE = Path(gis.__file__).resolve().parent
@@ -171,7 +172,7 @@ def test_bulletin_and_weekly_summary_agree_on_waiting_alerts(tmp_path):
 
     sheet = labels.SHEETS["zh"]["waiting"]
     id_header = labels.HEADERS["zh"]["alert_id"]
-    written = pd.read_excel(tmp_path / "out" / f"figures_{DATES[1].isoformat()}.xlsx", sheet_name=sheet)
+    written = pd.read_excel(tmp_path / "out" / f"figures_{DATES[1].isoformat()}.xlsx", sheet_name=sheet, header=HEADER_ROW - 1)
     assert list(written[id_header]) == [w["alert_id"] for w in s.waiting]
     page = (tmp_path / "out" / f"bulletin_{DATES[1].isoformat()}.html").read_text(encoding="utf-8")
     assert labels.waiting_heading(10) in page
@@ -187,7 +188,7 @@ def test_bulletin_and_weekly_summary_agree_on_waiting_alerts(tmp_path):
     r = CliRunner().invoke(main, ["report", "--workspace", str(ws), "--out", str(out / "b.html"),
                                   "--xlsx", str(out / "b.xlsx"), "--as-of", day.isoformat()])
     assert r.exit_code == 0, r.output
-    reported = pd.read_excel(out / "b.xlsx", sheet_name=sheet)
+    reported = pd.read_excel(out / "b.xlsx", sheet_name=sheet, header=HEADER_ROW - 1)
     assert list(reported[id_header]) == [w["alert_id"] for w in s.waiting]
 
 
@@ -201,7 +202,7 @@ def test_bulletin_workbook_shows_kinds_and_statuses_in_chinese(tmp_path):
     write_bulletin(c, tmp_path / "b.html", alerts=alerts, xlsx=xlsx, as_of=mapsdata.AS_OF)
     head = labels.HEADERS["zh"]
     for key in ("growing", "waiting"):
-        sheet = pd.read_excel(xlsx, sheet_name=labels.SHEETS["zh"][key])
+        sheet = pd.read_excel(xlsx, sheet_name=labels.SHEETS["zh"][key], header=HEADER_ROW - 1)
         assert len(sheet)
         assert set(sheet[head["kind"]]) <= set(labels.KIND["zh"].values())
         assert set(sheet[head["status"]]) <= set(labels.ALERT_STATUS["zh"].values())

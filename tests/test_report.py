@@ -12,6 +12,7 @@ from click.testing import CliRunner
 import mapsdata
 from gis.labels import HEADERS
 from gis.products.bulletin import DEFAULT_WAITING_DAYS as WAIT_DAYS, bulletin_tables, write_bulletin
+from gis.products.excel import HEADER_ROW
 
 FIGURE_HEADERS_ZH = HEADERS["zh"]
 
@@ -62,7 +63,7 @@ def test_xlsx_re_read_matches_the_figures(demo, tmp_path):
     folder, county, c, alerts, store_dir, ortho = demo
     xlsx = tmp_path / "b.xlsx"
     write_bulletin(c, tmp_path / "b.html", alerts=alerts, xlsx=xlsx, as_of=mapsdata.AS_OF)
-    sheets = pd.read_excel(xlsx, sheet_name=None)
+    sheets = pd.read_excel(xlsx, sheet_name=None, header=HEADER_ROW - 1)  # a title and a note row above
     assert {"总体情况", "项目进度", "区县排名", "红榜", "黑榜", "本周新增预警", "面积增长预警",
             "超期未核查预警"} <= set(sheets)
     proj = sheets["项目进度"].set_index(FIGURE_HEADERS_ZH["project_id"])
@@ -76,8 +77,8 @@ def test_xlsx_re_read_matches_the_figures(demo, tmp_path):
     from openpyxl import load_workbook
 
     ws = load_workbook(xlsx)["项目进度"]
-    col = [cell.value for cell in ws[1]].index(FIGURE_HEADERS_ZH["completion_rate"]) + 1
-    assert ws.cell(2, col).number_format == "0.0%"
+    col = [cell.value for cell in ws[HEADER_ROW]].index(FIGURE_HEADERS_ZH["completion_rate"]) + 1
+    assert ws.cell(HEADER_ROW + 1, col).number_format == "0.0%"
 
 
 def test_cli_map_and_report_on_a_workspace(demo, tmp_path):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import re
 import subprocess
 import uuid
@@ -213,6 +214,40 @@ def test_photo_far_from_the_alert_is_marked_not_on_site(server, tokens):
                     files={"photo": (HOSTILE[1] + ".jpg", far, "image/jpeg")})
     assert r1.json()["on_site"] is True and r1.json()["distance_m"] < 100
     assert r2.json()["on_site"] is False and r2.json()["distance_m"] > 1000
+
+
+@pytest.mark.parametrize("north_m, on_site", [(500, False), (20, True)])
+def test_phone_position_sent_as_lat_lon_places_a_photo_without_exif(server, tokens, north_m, on_site):
+    """The phone app sends its position as lat/lon: used when the photo has no EXIF GPS."""
+    aid = server.ids["东城区"][1]
+    with server.client(tokens["p_dc"]) as c:
+        a = c.get(f"/api/alerts/{aid}").json()
+        r = c.post(f"/api/alerts/{aid}/photos", data={"lat": a["lat"] + north_m / 111_320, "lon": a["lon"]},
+                   files={"photo": ("phone.jpg", jpeg(seed=20 + north_m), "image/jpeg")})
+    assert r.status_code == 200, r.text
+    assert r.json()["on_site"] is on_site and r.json()["distance_m"] is not None
+    assert (r.json()["distance_m"] > 300) if north_m == 500 else (r.json()["distance_m"] < 25)
+
+
+def test_served_map_links_chips_through_the_checked_route(server):
+    with _browser_login(server, "office1") as c:
+        page = c.get("/office/map")
+        assert page.status_code == 200
+        data = json.loads(re.search(r'<script type="application/json" id="gis-data">(.*?)</script>',
+                                    page.text, re.S).group(1))
+        urls = [u for pair in data["alerts"]["chips"] for u in pair if u]
+        assert urls and all(re.fullmatch(r"/api/alerts/[^/]+/chips/(before|after)", u) for u in urls), urls
+        assert "img-src data: blob: 'self'" in page.text  # the page's own CSP lets it load them
+        for u in urls:
+            r = c.get(u)
+            assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+            assert r.content.startswith(b"\x89PNG")
+    mine = [u for u in urls if any(f"/{aid}/" in u for aid in server.ids["东城区"])]
+    assert mine
+    with _browser_login(server, "p_lg") as c:  # a patrol of another district
+        assert {c.get(u).status_code for u in mine} == {404}
+    with _browser_login(server, "p_dc") as c:
+        assert {c.get(u).status_code for u in mine} == {200}
 
 
 def test_bad_token_unknown_and_disabled_user_get_the_same_401(server):

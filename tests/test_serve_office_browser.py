@@ -44,4 +44,20 @@ def test_office_logs_in_and_sees_table_alert_and_live_map(server):
         assert b.evaluate("window.gisLayers.parcels.count") > 1000
         assert b.evaluate("window.gisLayers.alerts.getLayers().length") >= 3  # the store's current alerts
         b.screenshot(mapsdata.artifact("serve_office_map.png"))
+        # a popup's chips come from the permission-checked chip route (the page's own server)
+        src = b.evaluate("""(() => {
+            const D = JSON.parse(document.getElementById('gis-data').textContent);
+            const i = D.alerts.chips.findIndex((p) => p[0] || p[1]);
+            const layer = window.gisLayers.alerts.getLayers().find((l) => l.gisIndex === i && l.getBounds);
+            window.gisLayers.alerts.fire('click', { latlng: layer.getBounds().getCenter(), layer: layer });
+            return D.alerts.chips[i].filter(Boolean)[0]; })()""")
+        assert src.startswith("/api/alerts/")
+        b.wait_for("document.querySelector('.gis-chips img') && [...document.querySelectorAll('.gis-chips img')]"
+                   ".every((im) => im.complete && im.naturalWidth > 0)", what="the popup's chips")
+        b.screenshot(mapsdata.artifact("serve_office_map_popup.png"))
+        b.open(f"{server.url}/office/teams", ready="document.readyState === 'complete'")
+        assert "已处置" in b.evaluate("document.querySelector('table').innerText")  # settled, not 已销号
+        b.screenshot(mapsdata.artifact("serve_office_teams.png"), full_page=True)
+        b.open(f"{server.url}/office/figures", ready="document.readyState === 'complete'")
+        b.screenshot(mapsdata.artifact("serve_office_figures.png"), full_page=True)
         assert b.exceptions == [] and b.external_requests == []

@@ -5,10 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import shutil
 
+import geopandas as gpd
 import pytest
 
 from alertsdata import DATES, make_workspace
-from gis.errors import AreaTooSmallError, WorkspaceError
+from gis.errors import AreaTooSmallError, CRSError, WorkspaceError
 from gis.workspace import init_workspace, load_workspace
 
 
@@ -91,3 +92,29 @@ def test_the_workspace_loads_its_own_clearance_and_snapshot(tmp_path):
     assert snap.store_dir == ws.store_dir and snap.lang == "zh"
     assert len(snap.clearance.projects) == 8 and snap.clearance.has_geometry
     assert ws.snapshot(dt.date(2026, 1, 1)).as_of == dt.date(2026, 1, 1)
+
+
+def test_init_takes_the_working_crs_from_the_layers(tmp_path, small_layers):
+    """Layers in the CM 120E zone (EPSG:4549) make a workspace in EPSG:4549, not the old fixed EPSG:4547."""
+    s = small_layers
+    red, parcels = tmp_path / "red_4549.gpkg", tmp_path / "parcels_4549.gpkg"
+    s["redlines"].set_crs("EPSG:4549", allow_override=True).to_file(red)
+    s["parcels"].set_crs("EPSG:4549", allow_override=True).to_file(parcels)
+    init_workspace(tmp_path / "ws", redlines=red, parcels=parcels)
+    assert load_workspace(tmp_path / "ws").working_crs == "EPSG:4549"
+    # geographic CGCS2000 layers: the Gauss-Kruger zone of their centre (120E), as the clearance chooses
+    geo_red, geo_parcels = tmp_path / "red_4490.gpkg", tmp_path / "parcels_4490.gpkg"
+    gpd.read_file(red).to_crs("EPSG:4490").to_file(geo_red)
+    gpd.read_file(parcels).to_crs("EPSG:4490").to_file(geo_parcels)
+    init_workspace(tmp_path / "geo", redlines=geo_red, parcels=geo_parcels)
+    ws = load_workspace(tmp_path / "geo")
+    assert ws.working_crs == "EPSG:4549" and ws.clearance(dt.date(2026, 11, 21)).crs.to_epsg() == 4549
+    # an explicit CRS wins, and is checked against the layers: Web Mercator distorts areas
+    init_workspace(tmp_path / "given", redlines=red, parcels=parcels, working_crs="EPSG:4548")
+    assert load_workspace(tmp_path / "given").working_crs == "EPSG:4548"
+    with pytest.raises(CRSError, match="distorts areas"):
+        init_workspace(tmp_path / "merc", redlines=red, parcels=parcels, working_crs="EPSG:3857")
+    assert not (tmp_path / "merc").exists()
+    # no layers there yet: the default
+    init_workspace(tmp_path / "empty")
+    assert 'working_crs = "EPSG:4547"' in (tmp_path / "empty" / "gis.toml").read_text(encoding="utf-8")

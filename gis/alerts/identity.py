@@ -10,14 +10,18 @@ inputs changes nothing):
   seen_count, area, geometry and confidence are updated, and ``growing`` is set
   when the area exceeds the area at verdict (else at first sighting) by more
   than ``growth``. Status, verdict, notes and photos are never touched.
-* An extension: a change of the same kind within ``adjacent_m`` of an open
-  alert that does not overlap it enough is that alert growing; the alert's
-  footprint becomes the union. (Any change covering less than half of the
-  alert adds to its footprint; one covering more replaces it.)
+* An extension: a change of the same kind within ``adjacent_m`` (2 m) of an
+  open alert that does not overlap it enough is that alert growing; the
+  alert's footprint becomes the union. (Any change covering less than half of
+  the alert adds to its footprint; one covering more replaces it.) So does a
+  further change of the alert's kind lying mostly outside it: a house grown on
+  two sides is seen as two strips, and both join its alert
+  (:func:`grows_alert`).
 * Merge: a change overlapping several open alerts updates the oldest (earliest
   first_seen, then smallest id); the others get ``ref_alert_id`` = that alert.
 * Split: several changes overlapping one open alert: the one with the largest
-  overlap updates it; the others open new alerts referencing it.
+  overlap updates it; the others that are not its growth (another kind, or
+  lying mostly inside its footprint) open new alerts referencing it.
 * A change over a *closed* footprint (false alarm, legal, demolished, closed)
   is suppressed unless it grew by more than ``growth`` or its kind differs;
   then it opens a new alert referencing the closed one.
@@ -193,6 +197,27 @@ def _adjacent_pairs(ch: gpd.GeoDataFrame, alerts: gpd.GeoDataFrame, distance: fl
                          "alert_id": alerts["alert_id"].to_numpy()[j]})
 
 
+def grows_alert(others: pd.DataFrame, ch: gpd.GeoDataFrame, alerts: gpd.GeoDataFrame,
+                epoch_iso: str) -> np.ndarray:
+    """Per further change of an alert (one that is not its largest overlap): is it the alert growing?
+
+    A change of the alert's kind is its growth when it is an extension (within
+    ``adjacent_m``, not overlapping enough), when most of it lies outside the
+    alert's footprint (a strip added to a house), or when the alert was
+    already updated from this epoch (a re-run: the alert's footprint holds the
+    strips it grew by). Otherwise (another kind, or a part lying mostly inside
+    the footprint) it split off and opens a new alert.
+    """
+    if not len(others):
+        return np.zeros(0, dtype=bool)
+    i, j = others["i"].to_numpy(), others["j"].to_numpy()
+    same_kind = ch["kind"].to_numpy()[i] == alerts["kind"].to_numpy()[j]
+    area = shapely.area(ch.geometry.values[i])
+    inside = np.divide(others["inter"].to_numpy(dtype=float), area, out=np.zeros(len(i)), where=area > 0)
+    rerun = alerts["last_seen"].to_numpy()[j] == epoch_iso
+    return same_kind & (others["extend"].to_numpy(dtype=bool) | (inside < 0.5) | rerun)
+
+
 def _post_freeze(changes: pd.DataFrame, freeze: Mapping[str, dt.date],
                  epoch_dates: list[dt.date], since: dt.date | None) -> tuple[np.ndarray, np.ndarray]:
     """Per change: built after its project's freeze? and that freeze date (ISO or '')."""
@@ -268,7 +293,10 @@ def update_alerts(
     pick = open_pairs.sort_values(["i", "first_seen", "alert_id"]).drop_duplicates("i")
     # --- split: each picked alert keeps the change with the largest overlap -----
     keep = pick.sort_values(["j", "inter", "i"], ascending=[True, False, True]).drop_duplicates("j")
-    split = pick[~pick["i"].isin(keep["i"])]
+    others = pick[~pick["i"].isin(keep["i"])]
+    # ... unless the further change is the alert growing (see grows_alert)
+    grows = grows_alert(others, ch, alerts, epoch_iso)
+    split, grown = others.loc[~grows], others.loc[grows]
     kept_alert_of_change = dict(zip(split["i"], split["alert_id"]))
     updated_js = set(keep["j"])
     merged = open_pairs[~open_pairs["j"].isin(updated_js)].merge(
@@ -292,6 +320,13 @@ def update_alerts(
         cover = cover[same_or_newer]
         geoms[jj] = np.where(cover >= 0.5, ch.geometry.values[ii],
                              shapely.union(geoms[jj], ch.geometry.values[ii]))
+        # further changes that are the alert growing (its new strips) join its footprint
+        grow_of = grown.groupby("j")["i"].apply(list).to_dict()
+        post_of = np.zeros(len(a), dtype=bool)
+        for jx in jj:
+            if jx in grow_of:
+                geoms[jx] = shapely.union_all([geoms[jx], *ch.geometry.values[grow_of[jx]]])
+                post_of[jx] = ch["_post"].to_numpy()[grow_of[jx]].any()
         a = a.set_geometry(gpd.GeoSeries(geoms, crs=crs, index=a.index))
         a.loc[jj, "area_m2"] = shapely.area(geoms[jj])
         a.loc[jj, "area_mu"] = m2_to_mu(shapely.area(geoms[jj]))
@@ -299,7 +334,7 @@ def update_alerts(
         ref_area = np.where(np.isnan(a["verdict_area_m2"].to_numpy()[jj]),
                             a["first_area_m2"].to_numpy()[jj], a["verdict_area_m2"].to_numpy()[jj])
         a.loc[jj, "growing"] = is_growing(a["area_m2"].to_numpy()[jj], ref_area, growth)
-        a.loc[jj, "post_freeze"] = a["post_freeze"].to_numpy()[jj] | ch["_post"].to_numpy()[ii]
+        a.loc[jj, "post_freeze"] = a["post_freeze"].to_numpy()[jj] | ch["_post"].to_numpy()[ii] | post_of[jj]
         for col, src in (("freeze_date", "_freeze"), ("project_id", "project_id"),
                          ("parcel_id", "parcel_id"), ("district", "district")):
             cur = a[col].to_numpy()[jj]

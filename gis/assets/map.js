@@ -70,7 +70,12 @@
 
   var map = L.map('map', { preferCanvas: true, zoomControl: true, maxZoom: 22, minZoom: 5,
                            zoomSnap: 0.25 });
-  var renderer = L.canvas({ padding: 0.3, tolerance: 2 });
+  // Panes, bottom to top: parcels (overlayPane, 400), project names (gisLabels), then red lines
+  // and alerts on one canvas (gisVectors), under Leaflet's tooltips (650) and popups (700). So a
+  // project name never hides an alert: the alert is drawn over the name and takes the click.
+  map.createPane('gisLabels').style.zIndex = 420;
+  map.createPane('gisVectors').style.zIndex = 440;
+  var renderer = L.canvas({ padding: 0.3, tolerance: 2, pane: 'gisVectors' });
   window.gisMap = map;
   map.attributionControl.setPrefix('Leaflet');  // credit as text: no link that leaves the offline page
 
@@ -80,8 +85,21 @@
   if (D.ortho) {
     map.createPane('gisBase').style.zIndex = 250;  // above tiles, below every overlay
     var ortho = L.imageOverlay(D.ortho.url, D.ortho.bounds, { interactive: false, pane: 'gisBase' });
-    bases[T.ortho + (D.ortho.label ? ' ' + D.ortho.label : '')] = ortho;
-    ortho.addTo(map);
+    // Zoomed in, tiles of the same image down to its own resolution (embedded, over the red
+    // lines) draw above the overview; past their finest level Leaflet scales them up.
+    var TL = D.ortho.tiles, base = L.layerGroup([ortho]);
+    if (TL && TL.maxZoom !== null) {
+      var EMPTY = 'data:image/gif;base64,R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7';
+      var Tiles = L.TileLayer.extend({ getTileUrl: function (c) {
+        return TL.tiles[c.z + '/' + c.x + '/' + c.y] || EMPTY;
+      } });
+      window.gisOrthoTiles = new Tiles('', { pane: 'gisBase', minZoom: TL.minZoom, maxNativeZoom: TL.maxZoom,
+                                            maxZoom: 22, bounds: D.ortho.bounds, errorTileUrl: EMPTY,
+                                            attribution: '' });
+      base.addLayer(window.gisOrthoTiles);
+    }
+    bases[T.ortho + (D.ortho.label ? ' ' + D.ortho.label : '')] = base;
+    base.addTo(map);
   } else {
     blank.addTo(map);
   }
@@ -147,7 +165,8 @@
     if (D.projectLabels) {
       var tip = document.createElement('span');
       tip.textContent = col(R.cols.name, j) || col(R.cols.project_id, j);
-      rl.bindTooltip(tip, { permanent: true, direction: 'center', className: 'gis-project-label' });
+      rl.bindTooltip(tip, { permanent: true, direction: 'center', className: 'gis-project-label',
+                            pane: 'gisLabels' });
     }
     redLayers.push(rl);
   }
@@ -179,7 +198,8 @@
         var row = document.createElement('div');
         row.className = 'gis-chips';
         [[T.before, chips[0]], [T.after, chips[1]]].forEach(function (ch) {
-          if (!ch[1] || ch[1].indexOf('data:image/') !== 0) return;
+          // embedded (data:) or, on the map `gis serve` serves, its own permission-checked route
+          if (!ch[1] || (ch[1].indexOf('data:image/') !== 0 && ch[1].indexOf('/api/') !== 0)) return;
           var fig = document.createElement('figure'), img = document.createElement('img');
           var cap = document.createElement('figcaption');
           img.src = ch[1];

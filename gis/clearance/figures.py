@@ -11,8 +11,14 @@ Definitions (README.md, "How the figures are counted"; from the mobilisation spe
 - progress ratio (进度占比率) = projects with any parcel status change since
   the previous snapshot / all projects (有进度项目个数 ÷ 总项目个数);
 - ranking (红黑榜): districts by completion rate (1 = best; ties by clean-land
-  rate, then name); top three the red list, bottom three the black list;
-- overdue: deadline passed and not all land delivered.
+  rate, then name); top three the red list, bottom three the black list, and a
+  district with an overdue project is left off the red list (gis.toml
+  ``[bulletin]`` may rank by another figure, or size the lists by count or
+  share: :func:`rank_districts`);
+- overdue: deadline passed and not all land delivered;
+- progress against time (序时进度): for a project with a start date and a
+  deadline, the share of that time elapsed; a project whose completion rate
+  is below it is behind schedule (滞后): :func:`schedule_figures`.
 
 A project counts the land of its own pieces. A district counts each piece of
 land once, even where red lines overlap, and by the *parcel's* district.
@@ -28,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from gis.clearance.overlay import parcel_inside_area
-from gis.schema import ACQUIRED_FROM, CLEARED_FROM, COUNT_COLUMNS, DELIVERED, STATUS_RANK, m2_to_mu
+from gis.schema import ACQUIRED_FROM, CLEARED_FROM, COUNT_COLUMNS, DELIVERED, RANK_FIGURES, STATUS_RANK, m2_to_mu
 
 #: Size of each of the red and black lists.
 LIST_SIZE = 3
@@ -134,7 +140,7 @@ def project_figures(
     figs = _finish(_area_sums(rows, pieces["area_m2"].to_numpy(), pieces["share"].to_numpy(), "project_id"))
 
     meta_cols = [c for c in ("project_id", "name", "district", "project_type", "leader", "unit",
-                             "deadline", "freeze_date", "funded") if c in redlines.columns]
+                             "deadline", "freeze_date", "funded", "start_date") if c in redlines.columns]
     out = pd.DataFrame(redlines[meta_cols]).set_index("project_id").join(figs, how="left")
     out = _no_land_is_zero(out)
     deadline = pd.to_datetime(out["deadline"]) if "deadline" in out else pd.Series(pd.NaT, index=out.index)
@@ -191,24 +197,76 @@ def district_figures(
     return rank_districts(out.reset_index())
 
 
-def rank_districts(figs: pd.DataFrame, *, size: int = LIST_SIZE) -> pd.DataFrame:
-    """Rank by completion rate (ties: clean-land rate, then name) and mark the lists.
+def rank_districts(figs: pd.DataFrame, *, size: int = LIST_SIZE, share: float | None = None,
+                   by: str = "completion_rate", overdue_off_red: bool = True) -> pd.DataFrame:
+    """Rank by ``by`` (default the completion rate; ties: clean-land rate, then name) and mark the lists.
 
-    Districts with no land in any red line have no rate and rank last. With
-    fewer than ``2 * size`` districts the lists shrink so that no district is
-    on both: each takes at most half.
+    Districts without the figure (no land in any red line) rank last. Each
+    list holds ``size`` districts, or ``share`` of them (rounded half up, at
+    least one) when given; with few districts the lists shrink so that no
+    district is on both: each takes at most half. With ``overdue_off_red`` a
+    district with an overdue project (``overdue_projects`` > 0) keeps its rank
+    but is left off the red list; its place is not given to the next one.
     """
+    if by not in figs.columns:
+        raise KeyError(f"cannot rank districts by {by!r}: no such figure; use one of {', '.join(RANK_FIGURES)}")
     key = pd.DataFrame({
-        "c": -figs["completion_rate"].fillna(-1.0),
-        "k": -figs["clean_land_rate"].fillna(-1.0),
+        "c": -figs[by].astype(float).fillna(-np.inf),
+        "k": -figs["clean_land_rate"].fillna(-1.0) if "clean_land_rate" in figs else 0.0,
         "n": figs["district"].astype(str),
     })
     order = key.sort_values(["c", "k", "n"], kind="stable").index
     ranked = figs.loc[order].reset_index(drop=True)
     ranked["rank"] = np.arange(1, len(ranked) + 1)
-    n = min(size, len(ranked) // 2)
+    n = list_length(len(ranked), size=size, share=share)
     ranked["list"] = ""
     if n:
         ranked.loc[: n - 1, "list"] = "red"
         ranked.loc[len(ranked) - n:, "list"] = "black"
+        if overdue_off_red and "overdue_projects" in ranked:
+            late = ranked["overdue_projects"].fillna(0).astype(float).to_numpy() > 0
+            ranked.loc[late & (ranked["list"] == "red").to_numpy(), "list"] = ""
     return ranked
+
+
+def list_length(n_districts: int, *, size: int = LIST_SIZE, share: float | None = None) -> int:
+    """How many districts each of the red and black lists takes (at most half of them)."""
+    if share is not None:
+        size = max(1, int(np.floor(share * n_districts + 0.5))) if n_districts else 0
+    return min(int(size), n_districts // 2)
+
+
+def schedule_figures(projects: pd.DataFrame, as_of: dt.date, start_dates=None) -> pd.DataFrame:
+    """Progress against time (序时进度) of each project with a start date and a deadline.
+
+    ``start_dates`` (project id -> date, gis.toml ``[start_dates]``) override the
+    red lines' ``start_date`` column. Adds ``start_date``, ``time_elapsed`` (the
+    share of the time from start to deadline that has passed at ``as_of``,
+    0..1), ``schedule_gap`` (completion rate minus time elapsed) and
+    ``behind_schedule`` (滞后: completion below the time elapsed); missing where
+    a date is missing or the deadline is not after the start.
+    """
+    out = projects.copy()
+    start = pd.to_datetime(out["start_date"], errors="coerce") if "start_date" in out \
+        else pd.Series(pd.NaT, index=out.index, dtype="datetime64[ns]")
+    if start_dates:
+        given = out["project_id"].astype(str).map({str(k): v for k, v in start_dates.items()})
+        start = pd.to_datetime(given, errors="coerce").fillna(start)
+    end = pd.to_datetime(out["deadline"], errors="coerce") if "deadline" in out else start * np.nan
+    span = (end - start).dt.days.astype(float)
+    elapsed = (pd.Timestamp(as_of) - start).dt.days.astype(float)
+    valid = span > 0
+    out["start_date"] = start.dt.date.where(start.notna(), None)
+    out["time_elapsed"] = np.where(valid, np.clip(elapsed / span.where(valid), 0.0, 1.0), np.nan)
+    out["schedule_gap"] = out["completion_rate"].astype(float) - out["time_elapsed"]
+    behind = out["schedule_gap"] < -1e-9
+    out["behind_schedule"] = behind.astype(object).where(out["schedule_gap"].notna(), None)
+    return out
+
+
+def district_schedule(schedule: pd.DataFrame) -> pd.DataFrame:
+    """Per district: projects behind schedule and the mean schedule gap of those with dates."""
+    dated = schedule[schedule["schedule_gap"].notna()]
+    g = dated.groupby("district")
+    return pd.DataFrame({"behind_projects": g["behind_schedule"].sum().astype(int),
+                         "schedule_gap": g["schedule_gap"].mean()})

@@ -44,7 +44,7 @@ from pyproj import CRS
 
 from gis import errors
 from gis.atomic import atomic_path
-from gis.clearance import layers
+from gis.clearance import cluster, layers
 from gis.clearance.figures import district_figures, district_table, project_figures, project_table
 from gis.clearance.overlay import PIECE_COLUMNS, overlay_parcels, parcel_inside_area
 from gis.clearance.validation import LayerReport, merge_reports, warn_about
@@ -88,11 +88,13 @@ class Clearance:
     previous: pd.DataFrame | None = None  # parcel_id, status of the previous snapshot
     reports: list[LayerReport] = field(default_factory=list)
     batch_size: int | None = None
+    #: spatial partitions the parcels were overlaid in on a Dask cluster (``scheduler=``)
+    partitions: int | None = None
 
     @property
     def has_geometry(self) -> bool:
-        """Whether parcels and pieces carry their geometry (they were read in memory)."""
-        return self.batch_size is None
+        """Whether parcels and pieces carry their geometry (they were read in memory, here)."""
+        return self.batch_size is None and self.partitions is None
 
 
 def clearance(
@@ -110,6 +112,8 @@ def clearance(
     batch_size: int | None = None,
     out: str | os.PathLike | None = None,
     xlsx: str | os.PathLike | None = None,
+    scheduler: Any = None,
+    partitions: int | None = None,
 ) -> Clearance:
     """Read, overlay and count; with ``out`` (and ``xlsx``) write the results too.
 
@@ -120,14 +124,29 @@ def clearance(
     and ``batch_size`` every geometry is kept: the maps and the alerts need
     the parcels'. ``min_redline_m2`` and ``id_from_layer`` are for the red
     lines (see :func:`gis.clearance.layers.inspect_layer`).
+
+    With ``scheduler`` (a Dask scheduler's address ``tcp://host:8786``,
+    ``local:N`` for N worker processes started here, or a
+    ``distributed.Client``) the parcels are overlaid on the cluster in
+    ``partitions`` spatial partitions (:mod:`gis.clearance.cluster`; default one
+    per 100,000 parcels): the pieces and figures are those of the run here, and
+    parcels and pieces come back without geometry, as when read in batches.
     """
     as_of = as_of or dt.date.today()
-    batch_size = batch_size or (auto_batch_size(parcels) if out is not None else None)
+    if scheduler is not None:
+        batch_size = None
+    else:
+        batch_size = batch_size or (auto_batch_size(parcels) if out is not None else None)
     crs = layers.common_working_crs([redlines, parcels, inventory], source_crs=source_crs,
                                     working_crs=working_crs)
     kw = {"source_crs": source_crs, "working_crs": crs}
     red = layers.read_redlines(redlines, **kw, min_redline_m2=min_redline_m2, id_from_layer=id_from_layer)
-    if batch_size:
+    if scheduler is not None:
+        prev = None if previous is None else layers.read_statuses(previous)
+        inv = None if inventory is None else layers.read_inventory(inventory, **kw)
+        c = _on_cluster(red, parcels, prev, inv, as_of=as_of, source_crs=source_crs, scheduler=scheduler,
+                        partitions=partitions, out=out)
+    elif batch_size:
         prev = None if previous is None else layers.read_statuses(previous)
         inv = None if inventory is None else layers.read_inventory(inventory, **kw)
         c = _in_batches(red, parcels, prev, inv, as_of=as_of, source_crs=source_crs, batch_size=batch_size,
@@ -254,25 +273,57 @@ def _in_batches(red: gpd.GeoDataFrame, parcels_source: Source, prev: pd.DataFram
         if not attrs:
             raise errors.EmptyLayerError("the parcels layer (宗地) has no features", path=where,
                                          hint="check that this is the right file (and --layer)")
-        parcels = pd.concat(attrs, ignore_index=True)
-        dup = parcels["parcel_id"][parcels["parcel_id"].duplicated(keep=False)]
-        if len(dup):
-            raise errors.DuplicateIdError(f"{dup.nunique()} duplicate parcel_id value(s)", path=where,
-                                          ids=sorted(dup.unique().tolist()),
-                                          hint="make every parcel_id unique, then run again")
-        report = merge_reports(reports)
-        warn_about(report)
-        pieces = pd.concat(piece_tables, ignore_index=True)
-        projects = project_figures(pieces, parcels, red, previous=prev, as_of=as_of)
-        districts = district_figures(pieces, parcels, red, projects, inside_area=np.concatenate(inside),
-                                     parcel_area=np.concatenate(parcel_area))
-        c = Clearance(redlines=red, parcels=_without_geometry(parcels, red.crs),
-                      pieces=_without_geometry(pieces, red.crs), projects=projects, districts=districts,
-                      crs=red.crs, as_of=as_of, inventory=inv, previous=prev,
-                      reports=_reports(red, report, inv), batch_size=batch_size)
+        c = _count(red, pd.concat(attrs, ignore_index=True), pd.concat(piece_tables, ignore_index=True),
+                   np.concatenate(inside), np.concatenate(parcel_area), merge_reports(reports), prev, inv,
+                   as_of=as_of, where=where)
+        c.batch_size = batch_size
         if tmp is not None:
             if not tmp.exists():  # no parcel inside any red line: still an (empty) pieces layer
                 write_pieces(gpd.GeoDataFrame({c: [] for c in PIECE_COLUMNS}, geometry=[], crs=red.crs), tmp)
+            write_figure_tables(c, tmp)
+    return c
+
+
+def _count(red: gpd.GeoDataFrame, parcels: pd.DataFrame, pieces: pd.DataFrame, inside: np.ndarray,
+           parcel_area: np.ndarray, report: LayerReport, prev: pd.DataFrame | None,
+           inv: gpd.GeoDataFrame | None, *, as_of: dt.date, where) -> Clearance:
+    """Figures from parcels read in parts (batches, partitions): ids unique over them all,
+    the joined report's warnings issued, a :class:`Clearance` without geometry."""
+    dup = parcels["parcel_id"][parcels["parcel_id"].duplicated(keep=False)]
+    if len(dup):
+        raise errors.DuplicateIdError(f"{dup.nunique()} duplicate parcel_id value(s)", path=where,
+                                      ids=sorted(dup.unique().tolist()),
+                                      hint="make every parcel_id unique, then run again")
+    warn_about(report)
+    projects = project_figures(pieces, parcels, red, previous=prev, as_of=as_of)
+    districts = district_figures(pieces, parcels, red, projects, inside_area=inside, parcel_area=parcel_area)
+    return Clearance(redlines=red, parcels=_without_geometry(parcels, red.crs),
+                     pieces=_without_geometry(pd.DataFrame(pieces.drop(columns="geometry", errors="ignore")),
+                                              red.crs),
+                     projects=projects, districts=districts, crs=red.crs, as_of=as_of, inventory=inv,
+                     previous=prev, reports=_reports(red, report, inv))
+
+
+def _on_cluster(red: gpd.GeoDataFrame, parcels_source: Source, prev: pd.DataFrame | None,
+                inv: gpd.GeoDataFrame | None, *, as_of: dt.date, source_crs: Any, scheduler: Any,
+                partitions: int | None, out: str | os.PathLike | None) -> Clearance:
+    """Overlay in spatial partitions on a Dask cluster, figures here from the parts in file order."""
+    where = parcels_source if not isinstance(parcels_source, gpd.GeoDataFrame) else "<GeoDataFrame>"
+    with cluster.client_for(scheduler) as client:
+        parts = cluster.overlay_on_cluster(client, parcels_source, red, where=str(where), partitions=partitions,
+                                           source_crs=source_crs)
+    if not parts:
+        raise errors.EmptyLayerError("the parcels layer (宗地) has no features", path=where,
+                                     hint="check that this is the right file (and --layer)")
+    report = merge_reports([p.report for p in parts])
+    report.raise_for_problems()
+    parcels, pieces, inside, parcel_area = cluster.in_file_order(parts, red)
+    log.info("%s: %d parcels overlaid in %d partitions", where, len(parcels), len(parts))
+    c = _count(red, parcels, pieces, inside, parcel_area, report, prev, inv, as_of=as_of, where=where)
+    c.partitions = len(parts)
+    if out is not None:
+        with atomic_path(out) as tmp:
+            write_pieces(gpd.GeoDataFrame(pieces, geometry="geometry", crs=red.crs), tmp)
             write_figure_tables(c, tmp)
     return c
 

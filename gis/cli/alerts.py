@@ -4,24 +4,42 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
+import os
 import sys
 from pathlib import Path
 
 import click
 import pandas as pd
+from rich import box
+from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
 
-from gis.cli.options import force_option, workspace_option
+from gis.cli.options import force_option, lang_option, workspace_option
 from gis.errors import InputError
 from gis.alerts.exchange import export_district, import_field
 from gis.alerts.lifecycle import set_alert
+from gis.alerts.tables import ALERT_COLUMNS
+from gis.labels import label, yes_no
 from gis.outputs import check_output, workspace_files
 from gis.schema import ALERT_STATUSES
 from gis.workspace import load_workspace
 
-LIST_COLUMNS = ["alert_id", "kind", "status", "area_mu", "project_id", "parcel_id", "district",
-                "first_seen", "last_seen", "seen_count", "growing", "post_freeze"]
+#: ``gis alerts list``: the columns that fit a 100-column terminal; ``--wide`` shows every column.
+LIST_COLUMNS = ["alert_id", "kind", "status", "area_mu", "project_id", "district", "first_seen",
+                "post_freeze", "growing"]
+#: Columns whose values never wrap (their headers do, when a language's words are long).
+NO_WRAP = ("alert_id", "kind", "status", "first_seen")
+#: Where each column's header is in gis.labels (table, key); a column not here is headed by its name.
+HEADER_LABELS = {"alert_id": ("text", "alert_id"), "kind": ("office", "kind"), "status": ("office", "status"),
+                 "verdict": ("text", "verdict"), "area_m2": ("text", "m2"), "area_mu": ("office", "area_mu"),
+                 "confidence": ("text", "confidence"), "project_id": ("office", "project"),
+                 "parcel_id": ("text", "parcel_id"), "district": ("office", "district"),
+                 "first_seen": ("office", "first_seen"), "last_seen": ("text", "last_seen"),
+                 "growing": ("office", "growing"), "post_freeze": ("office", "post_freeze"),
+                 "freeze_date": ("text", "freeze_date"), "note": ("office", "note"), "photos": ("office", "photos"),
+                 "chip_before": ("text", "before"), "chip_after": ("text", "after")}
 
 
 def _store(workspace: Path):
@@ -45,16 +63,23 @@ def alerts():
 @click.option("--project", default=None, help="Only this project id.")
 @click.option("--status", type=click.Choice(ALERT_STATUSES), multiple=True, help="Only these statuses.")
 @click.option("--since", default=None, metavar="DATE", help="Only alerts first seen on or after DATE.")
+@click.option("--wide", is_flag=True, help="Every column of the store, not only those that fit 100 columns.")
+@lang_option
 @click.option("--json", "as_json", is_flag=True, help="A JSON array of objects, each with alert_id.")
-def list_alerts(workspace, district, project, status, since, as_json):
+def list_alerts(workspace, district, project, status, since, wide, lang, as_json):
     """List alerts as a table (or JSON).
+
+    The table fits a 100-column terminal: id, kind, status, area in mu,
+    project, district, first seen, after the freeze date, growing. --wide
+    adds every other column (verdict, parcel, last seen, notes, ...).
 
     \b
     Example:
       gis alerts list --workspace layers/demo --district 高新区 --status new
       gis alerts list --workspace layers/demo --since 2026-04-01 --json
     """
-    a = _store(workspace).alerts()
+    ws = load_workspace(workspace)
+    a = ws.open_store().alerts()
     if district:
         a = a[a["district"] == district]
     if project:
@@ -70,15 +95,35 @@ def list_alerts(workspace, district, project, status, since, as_json):
     if as_json:
         click.echo(json.dumps(_records(a.drop(columns="geometry")), ensure_ascii=False, indent=2))
         return
-    table = Table(title=f"{len(a)} alerts", show_lines=False)
-    for col in LIST_COLUMNS:
-        table.add_column(col, justify="right" if col in ("area_mu", "seen_count") else "left",
-                         no_wrap=col == "alert_id")
-    for r in a[LIST_COLUMNS].itertuples(index=False):
-        table.add_row(*[f"{v:.2f}" if isinstance(v, float) else ("yes" if v is True else "" if v is False else str(v))
-                        for v in r])
-    # piped output (files, tests) keeps full rows instead of wrapping to 80 columns
-    Console(width=None if sys.stdout.isatty() else 200).print(table)
+    lang = lang or ws.lang
+    cols = [c for c in ALERT_COLUMNS if c in a] if wide else LIST_COLUMNS
+    table = Table(title=f"{len(a)} alerts", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+                  collapse_padding=True)
+    for col in cols:
+        where = HEADER_LABELS.get(col)
+        head = label(where[0], where[1], lang) if where else col
+        if col == "area_m2":  # 面积(m²), as 面积(亩) is written
+            head = f"{label('text', 'area', lang)}({head})"
+        table.add_column(head, no_wrap=wide or col in NO_WRAP, min_width=max(map(cell_len, head.split())),
+                         justify="right" if ALERT_COLUMNS.get(col) in ("float", "int") else "left")
+    for r in a[cols].itertuples(index=False):
+        table.add_row(*[_cell(col, v, lang) for col, v in zip(cols, r)])
+    # the short table: a terminal's own width (or $COLUMNS), 100 when piped; --wide: whole rows always
+    width = 1000 if wide else None if sys.stdout.isatty() or "COLUMNS" in os.environ else 100
+    Console(width=width).print(table)
+
+
+def _cell(col: str, value, lang: str) -> str:
+    """How the list shows one value: labels for kind and status, 是 for true, blank for false or missing."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if col in ("kind", "status", "verdict"):
+        return label("alert_status" if col != "kind" else "kind", value, lang)
+    if isinstance(value, (bool,)) or ALERT_COLUMNS.get(col) == "bool":
+        return yes_no(True, lang) if bool(value) else ""
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    return str(value)
 
 
 @alerts.command("show")
@@ -125,6 +170,57 @@ def set_command(alert_id, workspace, status, by, note, photos):
     """
     a = set_alert(_store(workspace), alert_id, status=status, by=by, note=note, photos=list(photos))
     click.echo(f"{alert_id}: {a['status']} (by {a['updated_by']}, revision {a['rev']})")
+
+
+@alerts.command("add")
+@workspace_option
+@click.option("--kind", default="new_structure", show_default=True,
+              type=click.Choice(["new_structure", "new_crops", "demolished", "other"]), help="What was found.")
+@click.option("--wkt", default=None, metavar="POLYGON", help="Its outline, in the working CRS (or --crs).")
+@click.option("--crs", default=None, metavar="EPSG:N", help="CRS of --wkt (default: the workspace's working CRS).")
+@click.option("--lon", type=float, default=None, help="Its place (WGS 84 longitude), with --lat.")
+@click.option("--lat", type=float, default=None, help="Its place (WGS 84 latitude), with --lon.")
+@click.option("--radius-m", type=click.FloatRange(min=1), default=8.0, show_default=True,
+              help="With --lon/--lat: a circle of this radius (m) stands for the outline.")
+@click.option("--verdict", default="illegal", show_default=True, type=click.Choice(["illegal", "legal"]),
+              help="The verdict recorded with it.")
+@click.option("--by", "by", required=True, help="Who found it (name of the patrol member).")
+@click.option("--note", default="", help="Note to record.")
+@click.option("--date", "day", default=None, metavar="DATE",
+              help="When it was found (default: today); it belongs to the latest epoch on or before.")
+def add(workspace, kind, wkt, crs, lon, lat, radius_m, verdict, by, note, day):
+    """Record a change patrols found that no alert flagged (巡查发现): a new alert of
+    source "patrol" with its verdict; verdict models learn from it as a missed change.
+
+    \b
+    Examples:
+      gis alerts add --workspace layers/demo --lon 114.32 --lat 30.61 --by 张三 --note "院内新建砖房"
+      gis alerts add --workspace layers/demo --kind new_structure --verdict illegal --by 张三 \\
+          --wkt "POLYGON((512100 3391000, 512112 3391000, 512112 3391010, 512100 3391010, 512100 3391000))"
+    """
+    import shapely
+    from pyproj import Transformer
+
+    from gis.detect.verdicts import add_missed
+
+    if (wkt is None) == (lon is None or lat is None):
+        raise click.UsageError("give either --wkt or both --lon and --lat")
+    try:
+        when = dt.date.fromisoformat(day) if day else None
+    except ValueError:
+        raise InputError(f"--date {day!r} is not a date", hint="write YYYY-MM-DD") from None
+    ws = load_workspace(workspace)
+    if wkt is not None:
+        try:
+            geom = shapely.from_wkt(wkt)
+        except shapely.errors.GEOSException as exc:
+            raise InputError(f"--wkt is not understood ({exc})", hint="write POLYGON((x y, x y, ...))") from None
+    else:
+        x, y = Transformer.from_crs("EPSG:4326", ws.working_crs, always_xy=True).transform(lon, lat)
+        geom, crs = shapely.Point(x, y).buffer(radius_m), None
+    a = add_missed(ws, geom, kind=kind, verdict=verdict, by=by, note=note, day=when, crs=crs)
+    click.echo(f"{a['alert_id']}: {a['kind']} {a['status']}, {a['area_m2']:.0f} m2 in "
+               f"{a['project_id'] or 'no project'} ({a['district'] or '-'}), reported by {by}")
 
 
 @alerts.command("export")

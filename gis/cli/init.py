@@ -8,7 +8,7 @@ import click
 
 from gis.cli.options import lang_option
 from gis.errors import InputError
-from gis.workspace import init_workspace
+from gis.workspace import init_workspace, tomllib
 
 
 def _epoch(value: str) -> tuple:
@@ -30,7 +30,9 @@ def _epoch(value: str) -> tuple:
               help="An imagery epoch; repeat for each survey date.")
 @click.option("--freeze", "freezes", multiple=True, metavar="PROJECT=DATE",
               help="Freeze date of a project, overriding the red-line layer; repeatable.")
-@click.option("--working-crs", default="EPSG:4547", show_default=True, help="Projected working CRS.")
+@click.option("--working-crs", default=None,
+              help="Projected working CRS (default: the layers' own projected CRS, else the CGCS2000 "
+                   "Gauss-Kruger zone of their centre, as the clearance chooses; EPSG:4547 without layers).")
 @lang_option
 @click.option("--force", is_flag=True, help="Overwrite an existing gis.toml.")
 def init(directory, redlines, parcels, previous_parcels, inventory, epochs, freezes, working_crs, lang, force):
@@ -53,4 +55,5 @@ def init(directory, redlines, parcels, previous_parcels, inventory, epochs, free
     path = init_workspace(directory, redlines=redlines, parcels=parcels, previous_parcels=previous_parcels,
                           inventory=inventory, epochs=[_epoch(e) for e in epochs], freeze_dates=freeze,
                           working_crs=working_crs, lang=lang or "zh", overwrite=force)
-    click.echo(f"wrote {path}: edit it, then run `gis weekly --workspace {directory}`")
+    crs = tomllib.loads(path.read_text(encoding="utf-8"))["working_crs"]
+    click.echo(f"wrote {path} (working CRS {crs}): edit it, then run `gis weekly --workspace {directory}`")

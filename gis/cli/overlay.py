@@ -26,12 +26,16 @@ from gis.outputs import check_distinct, check_output, inputs
 @click.option("--batch-size", type=click.IntRange(min=1000), default=None,
               help="Read parcels in batches of this many (flat memory for city-wide cadastres). "
                    f"Default: batches of {DEFAULT_BATCH:,} when the file has over {STREAM_ABOVE:,} parcels.")
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="Overlay the parcels on a Dask cluster, in spatial partitions: its scheduler's address "
+                   "(tcp://host:8786), or local:N for N worker processes started on this machine. "
+                   "Every worker must reach the parcel file at the same path or URL (docs/scale.md).")
 @crs_option
 @working_crs_option
 @id_from_layer_option
 @min_redline_option
 @force_option
-def overlay(redlines, parcels, out, xlsx, previous, as_of, batch_size, source_crs, working_crs,
+def overlay(redlines, parcels, out, xlsx, previous, as_of, batch_size, scheduler, source_crs, working_crs,
             id_from_layer, min_redline_m2, force):
     """Split parcels by red lines and count clearance progress.
 
@@ -44,6 +48,12 @@ def overlay(redlines, parcels, out, xlsx, previous, as_of, batch_size, source_cr
       gis overlay --redlines layers/demo/redlines.gpkg --parcels layers/demo/parcels.gpkg \\
           --previous layers/demo/parcels_previous.gpkg --out maps/figures.gpkg --xlsx maps/figures.xlsx
     """
+    if scheduler and batch_size:
+        raise click.UsageError("give --batch-size or --scheduler, not both")
+    if scheduler:
+        from gis.detect.pool import parse_address  # OpenCV's import time, only for --scheduler
+
+        parse_address(scheduler)  # a wrong address is bad input, before any work
     own = inputs(redlines=redlines, parcels=parcels, previous=previous)
     check_distinct(out=out, xlsx=xlsx)
     check_output(out, "gpkg", protected=own, force=force)
@@ -52,7 +62,7 @@ def overlay(redlines, parcels, out, xlsx, previous, as_of, batch_size, source_cr
     c = clearance(redlines, parcels, previous=previous, as_of=as_of.date() if as_of else None,
                   source_crs=source_crs, working_crs=working_crs, id_from_layer=id_from_layer,
                   min_redline_m2=MIN_REDLINE_M2 if min_redline_m2 is None else min_redline_m2,
-                  batch_size=batch_size, out=out, xlsx=xlsx)
+                  batch_size=batch_size, out=out, xlsx=xlsx, scheduler=scheduler)
     click.echo(f"{len(c.pieces)} parcel pieces in {len(c.projects)} projects, "
                f"{len(c.districts)} districts (CRS {c.crs.to_string()}) -> {out}")
     click.echo(_summary(c))

@@ -17,9 +17,9 @@ from gis.workspace import load_workspace
 @click.option("--xlsx", type=click.Path(path_type=Path), default=None,
               help="Also the same tables as an Excel workbook with Chinese headers.")
 @click.option("--as-of", type=click.DateTime(["%Y-%m-%d"]), default=None,
-              help="Last day of the bulletin's week (default: the latest imagery date).")
+              help="Survey date the bulletin's week ends on (default: the latest imagery date).")
 @click.option("--since", type=click.DateTime(["%Y-%m-%d"]), default=None,
-              help="First day of the period (default: six days before --as-of).")
+              help="First day of the period (default: six days before --as-of: a week is 7 days).")
 @lang_option
 @force_option
 def report(workspace, out, xlsx, as_of, since, lang, force):
@@ -30,7 +30,7 @@ def report(workspace, out, xlsx, as_of, since, lang, force):
       gis report --workspace work --out maps/bulletin.html --xlsx maps/bulletin.xlsx
     """
     # measured: the bulletin writer (pandas, matplotlib) takes ~1 s to import; --help and usage errors need none
-    from gis.products.bulletin import write_bulletin
+    from gis.products.bulletin import write_workspace_bulletin
 
     ws = load_workspace(workspace)
     check_distinct(out=out, xlsx=xlsx)
@@ -38,7 +38,6 @@ def report(workspace, out, xlsx, as_of, since, lang, force):
     if xlsx is not None:
         check_output(xlsx, "xlsx", protected=workspace_files(ws), force=force)
     snap = ws.snapshot(as_of.date() if as_of else None)
-    write_bulletin(snap.clearance, out, alerts=snap.alerts, store_dir=snap.store_dir, xlsx=xlsx, as_of=snap.as_of,
-                   lang=lang or snap.lang,
-                   period_start=since.date() if since else None, waiting_days=ws.thresholds["waiting_days"])
+    write_workspace_bulletin(ws, snap.clearance, snap.alerts, out, as_of=snap.as_of, xlsx=xlsx, lang=lang,
+                             period_start=since.date() if since else None, runs=snap.runs)
     click.echo(f"wrote {out}" + (f" and {xlsx}" if xlsx else ""))

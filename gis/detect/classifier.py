@@ -25,6 +25,7 @@ another (docs/detection.md, "Trained models"), so train on the county's own verd
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import cv2
@@ -32,13 +33,13 @@ import numpy as np
 
 from gis.atomic import atomic_path
 from gis.detect.features import FEATURE_NAMES, SceneStats, compute_features, feature_stack
-from gis.errors import ModelError
+from gis.errors import ModelError, ModelLookWarning
 
 log = logging.getLogger(__name__)
 
 __all__ = ["superpixels", "region_features", "segment_features", "fit", "save_model", "load_model",
-           "segment_probability", "object_probability", "check_nir", "pair_samples", "MeanClassifier",
-           "MODEL_VERSION"]
+           "segment_probability", "object_probability", "check_nir", "check_look", "pair_samples",
+           "MeanClassifier", "MODEL_VERSION", "LOOK_DELTA_E"]
 
 #: 4: a segments model holds an ensemble (:class:`MeanClassifier`); detection averages 4 grids.
 #: 5: features see the before image colour-matched by a 3 x 3 matrix, not band by band
@@ -66,6 +67,11 @@ TRAIN_SHIFTS = ((0.0, 0.0), (0.5, 0.5))
 ENSEMBLE = 5
 #: rows above which the boosted trees stop early on a random tenth (scikit-learn's "auto")
 EARLY_STOP_ROWS = 10_000
+#: CIE Lab distance (ΔE76) between the mean colour of the imagery a model learnt from and
+#: the scene it scores above which :func:`check_look` warns. Two flights of one county
+#: differ by a few units (the synthetic epochs: < 3); the re-rendered looks that cost a
+#: trained model a fifth to a third of its F1 (docs/evaluation.md) move it by 8-20
+LOOK_DELTA_E = 12.0
 
 
 class MeanClassifier:
@@ -157,9 +163,11 @@ def segment_features(stack: np.ndarray, labels: np.ndarray, n: int) -> np.ndarra
     return np.hstack([X, _neighbour_mean(X[:, 0:-1:2], labels, n)])
 
 
-def fit(X: np.ndarray, y: np.ndarray, *, mode: str, nir: bool, seed: int = 0) -> dict:
-    """Fit the gradient-boosted classifier; returns the model dict."""
-    from sklearn.ensemble import HistGradientBoostingClassifier
+def fit(X: np.ndarray, y: np.ndarray, *, mode: str, nir: bool, seed: int = 0,
+        sample_weight: np.ndarray | None = None) -> dict:
+    """Fit the gradient-boosted classifier; returns the model dict. ``sample_weight``:
+    how much each row counts (on top of the balancing of the two classes)."""
+    from threadpoolctl import threadpool_limits  # with scikit-learn (see _members)
 
     if len(np.unique(y)) < 2:
         raise ModelError("training data holds only one class",
@@ -168,14 +176,25 @@ def fit(X: np.ndarray, y: np.ndarray, *, mode: str, nir: bool, seed: int = 0) ->
     # Early stopping as scikit-learn's "auto" (over 10,000 rows); without it every
     # seed grows the same trees, so only then is an ensemble worth its cost
     early = len(y) > EARLY_STOP_ROWS
-    members = [HistGradientBoostingClassifier(max_iter=300, learning_rate=0.08, max_leaf_nodes=31,
-                                              min_samples_leaf=int(min(20, max(2, len(y) // 8))),
-                                              l2_regularization=1.0, class_weight="balanced",
-                                              early_stopping=early, random_state=seed + k).fit(X, y)
-               for k in range(ENSEMBLE if mode == "segments" and early else 1)]
+    # a few hundred rows (verdicts): one thread. OpenMP's threads cost more than they
+    # win on so little, and far more on a busy machine (40 rows, 300 trees: 0.3 s on
+    # one thread, 4-12 s on two shared cores)
+    with threadpool_limits(None if early else 1):
+        members = _members(X, y, mode, seed, early, sample_weight)
     clf = MeanClassifier(members)
     return {"version": MODEL_VERSION, "mode": mode, "nir": bool(nir), "features": list(FEATURE_NAMES),
             "classifier": clf, "n_samples": int(len(y)), "n_positive": int(y.sum())}
+
+
+def _members(X, y, mode, seed, early, sample_weight) -> list:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    return [HistGradientBoostingClassifier(max_iter=300, learning_rate=0.08, max_leaf_nodes=31,
+                                           min_samples_leaf=int(min(20, max(2, len(y) // 8))),
+                                           l2_regularization=1.0, class_weight="balanced",
+                                           early_stopping=early, random_state=seed + k)
+            .fit(X, y, sample_weight=sample_weight)
+            for k in range(ENSEMBLE if mode == "segments" and early else 1)]
 
 
 def save_model(model: dict, path) -> Path:
@@ -213,6 +232,23 @@ def check_nir(model: dict, nir: bool) -> None:
         raise ModelError(f"model was trained on {'RGB+NIR' if model['nir'] else 'RGB'} imagery but "
                          f"these images are {'RGB+NIR' if nir else 'RGB'}",
                          hint="train a model on imagery with the same bands")
+
+
+def check_look(model: dict, lab_ref, where: str = "") -> float | None:
+    """Warn (:class:`~gis.errors.ModelLookWarning`) when the scene's mean colour ``lab_ref``
+    (CIE Lab, :attr:`SceneStats.lab_ref`) lies more than :data:`LOOK_DELTA_E` from the
+    colour of the imagery the model learnt from; return that distance (None: unknown,
+    a model trained before it was recorded)."""
+    ref = model.get("lab_ref")
+    if ref is None or lab_ref is None:
+        return None
+    d = float(np.linalg.norm(np.asarray(ref, np.float64) - np.asarray(lab_ref, np.float64)))
+    if d > LOOK_DELTA_E:
+        warnings.warn(f"{where + ': ' if where else ''}the model learnt from imagery whose mean colour is "
+                      f"{d:.0f} Lab units from this scene's (more than {LOOK_DELTA_E:.0f}): imagery of "
+                      "another county, supplier or season; expect it to drop real changes. Train it again "
+                      "on this imagery (`gis model train --workspace`)", ModelLookWarning, stacklevel=2)
+    return d
 
 
 def segment_probability(model: dict, f: dict, res: float, nir: bool) -> np.ndarray:

@@ -23,6 +23,7 @@ its detector to whichever process runs it.
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 
@@ -87,6 +88,13 @@ class Detector(ABC):
         own pixels (:func:`gis.detect.objects.refine`); none by default."""
         return {}
 
+    def check_scene(self, stats: SceneStats, where: str = "") -> None:
+        """Warn when the scene is not what the detector was made for (a trained model's
+        colours: :func:`gis.detect.classifier.check_look`); nothing by default."""
+        model = getattr(self, "model", None)
+        if isinstance(model, dict):
+            classifier.check_look(model, stats.lab_ref, where)
+
 
 class Unsupervised(Detector):
     """The spectral building score against the scene's threshold."""
@@ -121,21 +129,30 @@ class SegmentModel(Detector):
 
 class ObjectModel(Unsupervised):
     """The unsupervised objects, each scored by a classifier trained on patrol verdicts
-    (``mode="objects"``): those under 0.5 are dropped."""
+    (``mode="objects"``): those under the model's ``keep`` level (0.5) are dropped.
+    A model trained from a workspace's verdicts is a cascade: its ``proposer`` (< 1)
+    lowers the building threshold, so more candidates are proposed for it to judge."""
 
     full_features = True
 
     def __init__(self, model: dict):
         self.model = model
 
+    def structures(self, data, f, stats, res, nir) -> Mask:
+        k = float(self.model.get("proposer", 1.0))
+        if k != 1.0:
+            stats = dataclasses.replace(stats, building_threshold=stats.building_threshold * k)
+        return super().structures(data, f, stats, res, nir)
+
     def select(self, f, labels, records, nir):
         if not records:
             return labels, records
         p = classifier.object_probability(self.model, f, labels, labels.max() + 1, nir)
+        level = float(self.model.get("keep", 0.5))
         keep = set()
         for r in records:
             r["confidence"] = float(p[r["id"]])
-            if p[r["id"]] >= 0.5:
+            if p[r["id"]] >= level:
                 keep.add(r["id"])
         return np.where(np.isin(labels, list(keep)), labels, 0), [r for r in records if r["id"] in keep]
 

@@ -121,6 +121,7 @@ def _detect(scheduler, before, after, dsm_before, dsm_after, within, inventory, 
     pair, samples = sample_scene(pair, windows, factor, register=register, keep=sampled, order=order)
     stats = estimate_stats(samples, nir=pair.has_nir, res=pair.grid.res * factor, features=feats) \
         if windows else SceneStats()
+    detector.check_scene(stats, str(after))  # a trained model made for other imagery warns
     del samples
     # the sampled windows' feature maps are final already (the statistics computed
     # them after the radiometric matching): their tasks reuse them

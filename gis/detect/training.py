@@ -16,6 +16,7 @@ drops unsupervised detections patrols would have called false alarms.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import warnings
 from pathlib import Path
@@ -30,9 +31,11 @@ from rasterio.windows import Window, from_bounds
 
 from gis.detect import classifier as C
 from gis.detect.features import compute_features, feature_stack
+from gis.detect.objects import MIN_AREA
 from gis.detect.register import estimate_shift
 from gis.detect.sampling import sample_scene, work_factor
 from gis.detect.scene import estimate_stats
+from gis.detect.spectral import building_mask
 from gis.errors import InputError, ModelError
 from gis.imagery.pair import open_pair
 from gis.imagery.reading import gdal_env, read_window
@@ -40,10 +43,14 @@ from gis.imagery.windows import windows_within
 
 log = logging.getLogger(__name__)
 
-__all__ = ["read_pair_folder", "train_from_pairs", "train_from_alerts", "REAL", "FALSE"]
+__all__ = ["read_pair_folder", "train_from_pairs", "train_from_alerts", "object_rows", "inside_images",
+           "pair_object_rows", "REAL", "FALSE", "JUDGED_CHANGE"]
 
 REAL = ("illegal", "legal", "demolished", "closed")
 FALSE = ("false_alarm",)
+#: a candidate over labelled pairs is a real change when at least this share of it is
+#: labelled change (the verdict a patrol would give)
+JUDGED_CHANGE = 0.3
 _EXT = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 
 
@@ -113,7 +120,7 @@ def _registered(before: np.ndarray, before_w: np.ndarray, after_w: np.ndarray, f
 def train_from_pairs(folder, *, exclude: tuple[str, ...] = (), seed: int = 0, register: bool = True) -> dict:
     """A ``mode="segments"`` model from labelled pairs (tiles named in ``exclude`` left out);
     ``register``: each before tile is moved onto its after tile first (as detection does)."""
-    Xs, ys = [], []
+    Xs, ys, refs = [], [], []
     for name, before, after, label, res in read_pair_folder(folder):
         if name in exclude:
             continue
@@ -124,13 +131,98 @@ def train_from_pairs(folder, *, exclude: tuple[str, ...] = (), seed: int = 0, re
         label = _shrink(label[None].astype(np.float32), k)[0] > 0.5
         stats = _pair_stats(before, after, res * k)
         X, y = C.pair_samples(before, after, label, res * k, stats, nir=False)
+        refs.append(stats.lab_ref)
         Xs.append(X)
         ys.append(y)
     if not Xs:
         raise InputError("no training tiles left", path=folder)
     X, y = np.concatenate(Xs), np.concatenate(ys)
     log.info("training on %d segments (%d change) from %d tiles", len(y), int(y.sum()), len(Xs))
-    return C.fit(X, y, mode="segments", nir=False, seed=seed)
+    model = C.fit(X, y, mode="segments", nir=False, seed=seed)
+    model["lab_ref"] = [float(v) for v in np.mean(refs, axis=0)]
+    return model
+
+
+def object_rows(before, after, geoms, *, crs=None, register: bool = True) -> tuple[np.ndarray, dict]:
+    """Feature rows of polygons over one pair of orthophotos, as the object model sees
+    them at detection; and facts of the scene: ``{"nir": bool, "lab_ref": [L, a, b]}``.
+
+    ``geoms``: polygons in ``crs`` (default: the after image's). The scene statistics
+    are computed as detection computes them (same sample of blocks, co-registered when
+    ``register``), so the features seen in training are the ones the detector will
+    show the model. A polygon outside the images gives a row of the window's edge:
+    the caller keeps only polygons that meet them (:func:`inside_images`)."""
+    pair = open_pair(before, after)
+    geoms = np.asarray(geoms, dtype=object)
+    if crs is not None:
+        geoms = gpd.GeoSeries(geoms, crs=crs).to_crs(pair.grid.crs).values
+    k = work_factor(pair.grid.res)
+    res = pair.grid.res * k
+    blocks = windows_within(pair.grid, geoms, buffer=0.0, block=512)
+    with gdal_env():
+        # co-registered as detection will be
+        pair, samples = sample_scene(pair, blocks, k, register=register)
+        stats = estimate_stats(samples, nir=pair.has_nir, res=res)
+        rows = []
+        for geom in geoms:
+            # the polygon plus 32 px of context, so blurred features see the surroundings
+            pad = 32 * res
+            x0, y0, x1, y1 = geom.bounds
+            win = from_bounds(x0 - pad, y0 - pad, x1 + pad, y1 + pad, pair.grid.transform)
+            win = win.round_offsets().round_lengths().intersection(Window(0, 0, pair.grid.width, pair.grid.height))
+            wd = read_window(pair, win, k)
+            f = compute_features(wd.before, wd.after, stats, nir=pair.has_nir, full=True, res=res, valid=wd.valid)
+            lab = rasterize([(geom, 1)], out_shape=wd.valid.shape, transform=wd.transform, fill=0, dtype="int32")
+            lab[~wd.valid] = 0
+            rows.append(C.region_features(feature_stack(f), lab, 2)[1])
+    ref = stats.lab_ref if stats.lab_ref is not None else np.zeros(3, np.float32)
+    X = np.stack(rows) if rows else np.zeros((0, 2 * len(C.FEATURE_NAMES) + 1), np.float32)
+    return X, {"nir": bool(pair.has_nir), "lab_ref": [float(v) for v in ref]}
+
+
+def inside_images(before, after, geoms, crs) -> np.ndarray:
+    """Which polygons (in ``crs``) meet the ground both images cover."""
+    pair = open_pair(before, after)
+    g = gpd.GeoSeries(np.asarray(geoms, dtype=object), crs=crs).to_crs(pair.grid.crs)
+    return g.intersects(shapely.box(*pair.grid.bounds)).to_numpy()
+
+
+def pair_object_rows(folder, *, proposer: float = 1.0, register: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Object rows from labelled pairs, as verdicts would give them: every candidate of the
+    unsupervised detector (its threshold times ``proposer``) judged from the label (real
+    when :data:`JUDGED_CHANGE` of it is labelled change), and every labelled structure
+    the candidates miss as a positive (a patrol-reported miss). Returns (X, y)."""
+    Xs, ys = [], []
+    for name, before, after, label, res in read_pair_folder(folder):
+        k = work_factor(res)
+        before_w, after = _shrink(before, k), _shrink(after, k)
+        moved = _registered(before, before_w, after, k) if register else None
+        before = before_w if moved is None else _shrink(moved, k)
+        label = _shrink(label[None].astype(np.float32), k)[0] > 0.5
+        stats = _pair_stats(before, after, res * k)
+        f = compute_features(before, after, stats, nir=False, full=True, res=res * k)
+        stack = feature_stack(f)
+        sens = dataclasses.replace(stats, building_threshold=stats.building_threshold * proposer)
+        mask, _ = building_mask(f, sens, res * k)
+        min_px = MIN_AREA["new_structure"] / (res * k) ** 2
+        n, cand = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+        size = np.bincount(cand.ravel(), minlength=n)
+        hit = np.bincount(cand[label], minlength=n)
+        keep = np.flatnonzero(size >= min_px)
+        keep = keep[keep > 0]
+        X = C.region_features(stack, cand, n)
+        Xs.append(X[keep])
+        ys.append((hit[keep] >= JUDGED_CHANGE * size[keep]).astype(np.uint8))
+        m, lab = cv2.connectedComponents(label.astype(np.uint8), connectivity=8)
+        lsize = np.bincount(lab.ravel(), minlength=m)
+        covered = np.bincount(lab[mask], minlength=m)
+        missed = np.flatnonzero((covered < JUDGED_CHANGE * lsize) & (lsize >= min_px))
+        missed = missed[missed > 0]
+        Xs.append(C.region_features(stack, lab, m)[missed])
+        ys.append(np.ones(len(missed), np.uint8))
+        log.info("%s: %d candidates (%d real), %d missed structures", name, len(keep), int(ys[-2].sum()),
+                 len(missed))
+    return np.concatenate(Xs), np.concatenate(ys)
 
 
 def train_from_alerts(alerts, before, after, *, layer: str | None = "alerts", seed: int = 0,
@@ -152,33 +244,12 @@ def train_from_alerts(alerts, before, after, *, layer: str | None = "alerts", se
         raise ModelError(f"need both real changes and false alarms among the verdicts, found "
                          f"{int(y.sum())} real and {int((1 - y).sum())} false", path=alerts,
                          hint="record more verdicts (false_alarm and illegal/legal), then train again")
-    pair = open_pair(before, after)
-    gdf = gdf.to_crs(pair.grid.crs)
-    inside = gdf.intersects(shapely.box(*pair.grid.bounds)).to_numpy()
+    inside = inside_images(before, after, gdf.geometry.values, gdf.crs)
     if not inside.all():
         log.warning("%d alert(s) lie outside the images and are skipped", int((~inside).sum()))
         gdf, y = gdf[inside], y[inside]
-    k = work_factor(pair.grid.res)
-    res = pair.grid.res * k
-    # scene statistics as detection computes them (same sample of blocks), so the
-    # features seen in training are the ones the detector will show the model
-    blocks = windows_within(pair.grid, gdf.geometry.values, buffer=0.0, block=512)
-    with gdal_env():
-        # co-registered as detection will be
-        pair, samples = sample_scene(pair, blocks, k, register=register)
-        stats = estimate_stats(samples, nir=pair.has_nir, res=res)
-    rows = []
-    for geom in gdf.geometry.values:
-        # the alert plus 32 px of context, so blurred features see the surroundings
-        pad = 32 * res
-        x0, y0, x1, y1 = geom.bounds
-        win = from_bounds(x0 - pad, y0 - pad, x1 + pad, y1 + pad, pair.grid.transform)
-        win = win.round_offsets().round_lengths().intersection(Window(0, 0, pair.grid.width, pair.grid.height))
-        wd = read_window(pair, win, k)
-        f = compute_features(wd.before, wd.after, stats, nir=pair.has_nir, full=True, res=res, valid=wd.valid)
-        lab = rasterize([(geom, 1)], out_shape=wd.valid.shape, transform=wd.transform, fill=0, dtype="int32")
-        lab[~wd.valid] = 0
-        rows.append(C.region_features(feature_stack(f), lab, 2)[1])
-    X = np.stack(rows)
+    X, scene = object_rows(before, after, gdf.geometry.values, crs=gdf.crs, register=register)
     log.info("training on %d verdicts (%d real changes)", len(y), int(y.sum()))
-    return C.fit(X, y, mode="objects", nir=pair.has_nir, seed=seed)
+    model = C.fit(X, y, mode="objects", nir=scene["nir"], seed=seed)
+    model["lab_ref"] = scene["lab_ref"]
+    return model

@@ -1,9 +1,13 @@
 """One Excel writer for every workbook: the clearance figures and the bulletin.
 
-Both workbooks go through :func:`write_workbook`, so they look alike: one
-header style, rates as numbers formatted ``0.0%``, mu as ``0.00``, counts
-left as ``0``, yes/no as 是/否, the header row and the id column frozen,
-column widths fitted to the text (CJK characters count double).
+Both workbooks go through :func:`write_workbook`, so they look alike, ready
+to paste into a report: a title row (the table and its period), a note row
+(units, how pro-rated counts are rounded), then the header row
+(:data:`HEADER_ROW`) and the data; rates as numbers formatted ``0.0%``, mu as
+``0.00``, counts left as ``0`` (Excel shows them rounded half up, the rounding
+the bulletin's HTML uses too: :func:`round_half_up`), yes/no as 是/否, the rows
+above the data and the id column frozen, column widths fitted to the text (CJK
+characters count double).
 
 Text from data is never a formula
 ---------------------------------
@@ -46,8 +50,8 @@ import pandas as pd
 from gis.atomic import atomic_path
 from gis.labels import YES_NO, check_lang
 
-__all__ = ["Sheet", "write_workbook", "column_format", "inert_text", "display_width",
-           "FORMULA_PREFIXES", "PERCENT", "DECIMAL", "INTEGER", "DATE"]
+__all__ = ["Sheet", "write_workbook", "column_format", "inert_text", "display_width", "round_half_up",
+           "FORMULA_PREFIXES", "PERCENT", "DECIMAL", "INTEGER", "DATE", "HEADER_ROW"]
 
 #: A text cell starting with one of these gets the quote-prefix style. OWASP's
 #: list, LF (what a CR becomes), and the full-width forms a Chinese IME types.
@@ -57,6 +61,8 @@ RATE_COLUMNS = frozenset({"completion_rate", "clean_land_rate", "progress_ratio"
 HEADER_FILL = "DDEBF7"
 MAX_CELL_TEXT = 32_767
 MIN_WIDTH, MAX_WIDTH = 6, 60
+#: Row of the column headers: row 1 is the title, row 2 the notes, the data start below.
+HEADER_ROW = 3
 
 
 @dataclass(frozen=True)
@@ -66,13 +72,16 @@ class Sheet:
     ``headers`` maps column names to the header people read (missing ones
     are shown as they are). ``formats`` gives a number format per column,
     either one for the whole column or one per row (``None``: General); a
-    column not named there gets :func:`column_format` of its name.
+    column not named there gets :func:`column_format` of its name. ``title``
+    (row 1; default the sheet's name) and ``notes`` (row 2) sit above the header.
     """
 
     name: str
     frame: pd.DataFrame
     headers: Mapping[str, str] = field(default_factory=dict)
     formats: Mapping[str, str | Sequence[str | None] | None] = field(default_factory=dict)
+    title: str = ""
+    notes: Sequence[str] = ()
 
 
 def column_format(column: str) -> str | None:
@@ -108,6 +117,12 @@ def inert_text(value: str) -> str:
     return text if len(text) <= MAX_CELL_TEXT else text[: MAX_CELL_TEXT - 1] + "…"
 
 
+def round_half_up(value: float) -> int:
+    """``value`` rounded to a whole number, halves away from zero, as Excel's ``0`` format
+    shows it (Python's ``round`` and ``f"{x:.0f}"`` round halves to even: 2.5 -> 2)."""
+    return int(math.floor(abs(value) + 0.5)) * (1 if value >= 0 else -1)
+
+
 def display_width(text: str) -> int:
     """Width of the longest line in character cells: wide and full-width (CJK) characters count 2."""
     return max((sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in line)
@@ -121,16 +136,23 @@ def _write_sheet(ws, sheet: Sheet, yes_no: tuple[str, str]) -> None:
     df = sheet.frame
     font, fill = Font(bold=True), PatternFill("solid", fgColor=HEADER_FILL)
     align = Alignment(wrap_text=True, horizontal="center", vertical="center")
+    title = ws.cell(1, 1)
+    # title and notes run on over the empty cells to their right: they do not widen the first column
+    _put(title, sheet.title or sheet.name, None, yes_no)
+    title.font = Font(bold=True, size=13)
+    if sheet.notes:
+        _put(ws.cell(2, 1), "；".join(sheet.notes), None, yes_no)
+        ws.cell(2, 1).font = Font(italic=True, color="555555")
     for j, col in enumerate(df.columns, start=1):
-        head = ws.cell(1, j)
+        head = ws.cell(HEADER_ROW, j)
         _put(head, str(sheet.headers.get(col, col)), None, yes_no)
         head.font, head.fill, head.alignment = font, fill, align
         width = display_width(head.value)
         column = zip(df[col].tolist(), _formats(sheet, col, len(df)), strict=True)
-        for i, (value, fmt) in enumerate(column, start=2):
+        for i, (value, fmt) in enumerate(column, start=HEADER_ROW + 1):
             width = max(width, _put(ws.cell(i, j), value, fmt, yes_no))
         ws.column_dimensions[get_column_letter(j)].width = min(max(width + 2, MIN_WIDTH), MAX_WIDTH)
-    ws.freeze_panes = "B2" if len(df.columns) > 1 else "A2"
+    ws.freeze_panes = f"{'B' if len(df.columns) > 1 else 'A'}{HEADER_ROW + 1}"
 
 
 def _formats(sheet: Sheet, col: Any, n: int) -> Sequence[str | None]:
@@ -185,5 +207,5 @@ def _shown(value: float, fmt: str | None) -> str:
     if fmt == DECIMAL:
         return f"{value:.2f}"
     if fmt == INTEGER:
-        return f"{value:.0f}"
+        return str(round_half_up(value))
     return f"{value:.10g}"

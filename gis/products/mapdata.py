@@ -23,6 +23,7 @@ import pandas as pd
 import shapely
 
 from gis.errors import CorruptRasterError, InputError
+from gis.schema import M2_PER_MU
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,31 @@ def encode_polygons(gdf: gpd.GeoDataFrame, *, simplify: float = 0.3) -> dict[str
         "geoms": geom_off.tolist(),
         "empty": np.flatnonzero(empty).tolist(),
     }
+
+
+def status_areas(clearance, project: str | None = None) -> tuple[pd.Series, pd.Series]:
+    """(parcel count, mu) per clearance status of the land inside red lines, as the bulletin counts it.
+
+    A parcel counts when any of it lies inside a red line, and only its land
+    inside them (overlapping red lines once). For a ``project`` (battle map):
+    its parcels and the land inside its own red line. The map legends show
+    these, so a legend never sums the whole cadastre beside the bulletin's
+    figures. Empty series when the clearance has no pieces.
+    """
+    from gis.clearance.overlay import parcel_inside_area
+
+    parcels, pieces = clearance.parcels, getattr(clearance, "pieces", None)
+    if pieces is None or not len(pieces):
+        return pd.Series(dtype=int), pd.Series(dtype=float)
+    if project is not None:
+        mine = pieces[pieces["project_id"].astype(str) == str(project)]
+        area = mine.geometry.area.groupby(mine["parcel_id"]).sum()
+        status = parcels.set_index("parcel_id")["status"].reindex(area.index)
+    else:
+        inside = parcel_inside_area(pieces, len(parcels))
+        keep = inside > 0
+        area, status = pd.Series(inside[keep]), pd.Series(parcels["status"].to_numpy()[keep])
+    return (status.value_counts(), area.groupby(status.to_numpy()).sum() / M2_PER_MU)
 
 
 def encode_column(values: pd.Series) -> Any:
@@ -157,6 +183,89 @@ def orthophoto_overlay(path: str | Path, *, max_size: int = 2048, quality: int =
     Image.fromarray(np.moveaxis(img, 0, -1)).save(buf, format="JPEG", quality=quality)
     url = "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
     return {"url": url, "bounds": [[south, west], [north, east]], "date": str(date)[:10]}
+
+
+#: Half the width of the Web Mercator world (m): tile x, y count from its north-west corner.
+MERCATOR_HALF = 20037508.342789244
+TILE = 256
+#: At most this many tiles go into one map (about 15 MB of JPEG): beyond it the finest levels are left out.
+MAX_TILES = 4000
+
+
+def orthophoto_tiles(path: str | Path, areas: gpd.GeoDataFrame | None, *, overview_px: int = 2048,
+                     quality: int = 75, margin_m: float = 50.0, max_tiles: int = MAX_TILES) -> dict[str, Any]:
+    """Web Mercator tiles of the orthophoto, as JPEG data URIs, so the map stays sharp zoomed in.
+
+    From the first zoom level finer than the overview image of
+    :func:`orthophoto_overlay` (``overview_px`` wide) down to the level at
+    least as fine as the imagery's own resolution (``maxZoom``), for the tiles
+    over ``areas`` (the red lines, ``margin_m`` around them; every tile when
+    None). Returns {minZoom, maxZoom, nativeZoom, tiles: {"z/x/y": uri}};
+    no tiles when the overview already shows every pixel. Edge tiles are
+    filled black where the image has no data (JPEG has no transparency).
+    """
+    import rasterio
+    from affine import Affine
+    from PIL import Image
+    from rasterio.enums import Resampling
+    from rasterio.vrt import WarpedVRT
+    from rasterio.windows import Window
+
+    world = 2 * MERCATOR_HALF
+    with rasterio.open(path) as src:
+        with WarpedVRT(src, crs="EPSG:3857") as vrt:
+            left, bottom, right, top = vrt.bounds
+            res = vrt.res[0]
+        native = int(np.ceil(np.log2(world / (TILE * res))))
+        overview_res = max(right - left, top - bottom) / overview_px
+        first = int(np.floor(np.log2(world / (TILE * overview_res)))) + 1
+        shapes = (None if areas is None or not len(areas)
+                  else np.asarray(areas.to_crs(3857).geometry.buffer(margin_m).values))
+        wanted = {z: _tiles_over(z, (left, bottom, right, top), shapes) for z in range(first, native + 1)}
+        while wanted and sum(len(t) for t in wanted.values()) > max_tiles:
+            log.warning("orthophoto tiles: zoom %d left out (more than %d tiles)", max(wanted), max_tiles)
+            wanted.pop(max(wanted))
+        tiles: dict[str, str] = {}
+        for z, xy in wanted.items():
+            size = world / 2 ** z
+            x0, y0 = min(x for x, _ in xy), min(y for _, y in xy)
+            nx, ny = max(x for x, _ in xy) - x0 + 1, max(y for _, y in xy) - y0 + 1
+            grid = Affine(size / TILE, 0, -MERCATOR_HALF + x0 * size, 0, -size / TILE, MERCATOR_HALF - y0 * size)
+            fine = size / TILE < res
+            with WarpedVRT(src, crs="EPSG:3857", transform=grid, width=nx * TILE, height=ny * TILE,
+                           resampling=Resampling.bilinear if fine else Resampling.average) as vrt:
+                bands = list(range(1, min(3, vrt.count) + 1))
+                for x, y in sorted(xy):
+                    win = Window((x - x0) * TILE, (y - y0) * TILE, TILE, TILE)
+                    mask = vrt.read_masks(1, window=win)
+                    if not mask.any():
+                        continue
+                    img = _to_uint8(vrt.read(bands, window=win))
+                    img = np.repeat(img, 3, axis=0) if img.shape[0] == 1 else img
+                    img = np.where(mask[None] > 0, img, 0).astype(np.uint8)
+                    buf = io.BytesIO()
+                    Image.fromarray(np.moveaxis(img, 0, -1)).save(buf, format="JPEG", quality=quality)
+                    tiles[f"{z}/{x}/{y}"] = "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
+    zooms = sorted({int(k.split("/")[0]) for k in tiles})
+    return {"minZoom": zooms[0] if zooms else None, "maxZoom": zooms[-1] if zooms else None,
+            "nativeZoom": native, "tiles": tiles}
+
+
+def _tiles_over(z: int, bounds, shapes) -> set[tuple[int, int]]:
+    """(x, y) of the zoom-``z`` tiles inside ``bounds`` (3857) that touch one of ``shapes``."""
+    size = 2 * MERCATOR_HALF / 2 ** z
+    left, bottom, right, top = bounds
+    xs = np.arange(int((left + MERCATOR_HALF) // size), int((right + MERCATOR_HALF) // size) + 1)
+    ys = np.arange(int((MERCATOR_HALF - top) // size), int((MERCATOR_HALF - bottom) // size) + 1)
+    gx, gy = np.meshgrid(xs, ys)
+    gx, gy = gx.ravel(), gy.ravel()
+    if shapes is None:
+        return set(zip(gx.tolist(), gy.tolist()))
+    boxes = shapely.box(-MERCATOR_HALF + gx * size, MERCATOR_HALF - (gy + 1) * size,
+                        -MERCATOR_HALF + (gx + 1) * size, MERCATOR_HALF - gy * size)
+    hit = shapely.STRtree(shapes).query(boxes, predicate="intersects")[0]
+    keep = np.unique(hit)
+    return set(zip(gx[keep].tolist(), gy[keep].tolist()))
 
 
 def _to_uint8(data: np.ndarray) -> np.ndarray:

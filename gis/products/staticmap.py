@@ -5,6 +5,13 @@ legend, a scale bar and a north arrow, all in Chinese by default. Chinese
 needs a CJK font: :func:`cjk_font` finds one through matplotlib's font
 manager (Debian's fonts-noto-cjk, installed by ``make system``) and fails
 with a clear message when there is none, instead of printing empty boxes.
+
+Nothing hides: project names are placed where no alert dot is (the first of
+a few positions around the red line's centre that is clear, drawn with a
+white halo), the legend and the battle map's figures are measured once drawn
+and the map narrowed until they fit on the page (English labels are longer),
+and the legend's areas count the land inside red lines, as the bulletin does.
+A battle map (``project=``) is zoomed to its project.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
+from gis.products import mapdata
 from gis.products import style as mapstyle
 from gis.atomic import atomic_path
 from gis.errors import MissingFontError, UnknownProjectError
@@ -50,14 +58,31 @@ def cjk_font() -> str:
 
 def write_static_map(clearance, out_png, *, alerts=None, project=None, lang: str = "zh",
                      title: str | None = None, as_of=None, dpi: int = 150) -> Path:
-    """Write a printable PNG of the clearance map (or of one project)."""
+    """Write a printable PNG of the clearance map (or of one project's battle map)."""
+    import matplotlib.pyplot as plt
+
+    fig = static_map_figure(clearance, alerts=alerts, project=project, lang=lang, title=title, as_of=as_of,
+                            dpi=dpi)
+    try:
+        with atomic_path(out_png) as tmp:
+            fig.savefig(tmp, format="png", dpi=dpi)
+    finally:
+        plt.close(fig)
+    return Path(out_png)
+
+
+def static_map_figure(clearance, *, alerts=None, project=None, lang: str = "zh", title: str | None = None,
+                      as_of=None, dpi: int = 150):
+    """The printable map as a matplotlib figure (A4 landscape), drawn and laid out; the caller closes it.
+
+    Project names carry ``gid="project-label"``, the alert dots ``gid="alert-dots"``.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
     from matplotlib.lines import Line2D
-
 
     T = table("text", lang)
     family = font_for(lang)
@@ -88,6 +113,7 @@ def write_static_map(clearance, out_png, *, alerts=None, project=None, lang: str
 
     with plt.rc_context({"font.family": family, "axes.unicode_minus": False}):
         fig, ax = plt.subplots(figsize=(11.69, 8.27), dpi=dpi)  # A4 landscape
+        fig.subplots_adjust(left=0.02, right=0.80, bottom=0.03, top=0.91)
         colours = parcels["status"].map(mapstyle.STATUS_COLOURS).fillna("#ffffff")
         # In a battle map, parcels outside the project are faded: the eye goes to the project.
         alpha = np.ones(len(parcels))
@@ -108,20 +134,27 @@ def write_static_map(clearance, out_png, *, alerts=None, project=None, lang: str
             edge = a["status"].map(mapstyle.ALERT_STATUS_COLOURS).fillna("#333333")
             a.plot(ax=ax, color=fill.tolist(), edgecolor=edge.tolist(), linewidth=1.2)
             pts = a.geometry.representative_point()
-            # Dots above the project labels: an alert must never hide behind a name.
-            ax.scatter(pts.x, pts.y, s=55, c=fill.tolist(), edgecolors=edge.tolist(), linewidths=1.6,
-                       zorder=6)
-        _project_labels(ax, redlines if focus is None else focus, (xmin, xmax, ymin, ymax))
+            # Dots above the project labels, and the labels placed away from them (below).
+            ax.scatter(pts.x, pts.y, s=DOT_SIZE, c=fill.tolist(), edgecolors=edge.tolist(),
+                       linewidths=DOT_EDGE, zorder=6, gid="alert-dots")
+            dots = np.column_stack([pts.x, pts.y])
+        else:
+            dots = np.empty((0, 2))
         ax.set_xlim(xmin, xmax)
         ax.set_ylim(ymin, ymax)
         ax.set_aspect("equal")
+        ax.apply_aspect()  # the axes' final place on the page: label positions are measured in it
+        _project_labels(fig, ax, redlines if focus is None else focus, dots)
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_xlabel("")
         ax.set_ylabel("")
 
         labels = table("status", lang)
-        mu = _status_mu(clearance, parcels, project)
+        _, mu = mapdata.status_areas(clearance, project)
+        inside = bool(len(mu))
+        if not inside:  # no pieces: the whole cadastre, and the legend says so by its missing note
+            mu = parcels.geometry.area.groupby(parcels["status"]).sum() / M2_PER_MU
         handles = [Patch(facecolor=mapstyle.STATUS_COLOURS[s], edgecolor="#6e6e6e",
                          label=f"{labels[s]}  {mu.get(s, 0.0):.1f} {T['mu']}") for s in STATUSES]
         handles.append(Line2D([], [], color=mapstyle.REDLINE_COLOUR, linewidth=2, label=T["redlines"]))
@@ -133,21 +166,40 @@ def write_static_map(clearance, out_png, *, alerts=None, project=None, lang: str
                                           markerfacecolor=mapstyle.KIND_COLOURS[k], markeredgecolor="#333",
                                           label=f"{T['alerts']}: {kinds[k]}"))
         # Legend and figures sit right of the map, so they never hide a red line.
-        ax.legend(handles=handles, title=T["legend"], loc="lower left", bbox_to_anchor=(1.01, 0.0),
-                  fontsize=9, title_fontsize=10, framealpha=0.95, borderaxespad=0.0)
+        title_legend = f"{T['legend']}\n{T['inside_note']}" if inside else T["legend"]
+        legend = ax.legend(handles=handles, title=title_legend, loc="lower left", bbox_to_anchor=(1.01, 0.0),
+                           fontsize=9, title_fontsize=9, framealpha=0.95, borderaxespad=0.0)
+        legend.get_title().set_multialignment("left")
         _scale_bar(ax, xmin, xmax, ymin, ymax)
         _north_arrow(ax, T)
+        boxes = [legend]
         if focus is not None and figures is not None:
-            _figures_box(ax, figures, str(project), T)
+            boxes.append(_figures_box(ax, figures, str(project), T))
         fig.suptitle(title, fontsize=16, fontweight="bold", y=0.97)
         crs_name = getattr(redlines.crs, "name", "")
         fig.text(0.5, 0.925, f"{T['as_of']} {day}    {crs_name}", ha="center", fontsize=9, color="#444")
         fig.text(0.99, 0.01, f"{T['date']}: {dt.date.today()}", ha="right", fontsize=7, color="#666")
-        fig.subplots_adjust(left=0.02, right=0.80, bottom=0.03, top=0.91)
-        with atomic_path(out_png) as tmp:
-            fig.savefig(tmp, format="png", dpi=dpi)
-        plt.close(fig)
-    return Path(out_png)
+        _fit_right_column(fig, ax, [b for b in boxes if b is not None], dots,
+                          redlines if focus is None else focus)
+    return fig
+
+
+#: Size (points squared) and edge width (points) of an alert's dot on the printed map.
+DOT_SIZE, DOT_EDGE = 55, 1.6
+
+
+def _fit_right_column(fig, ax, boxes, dots, red) -> None:
+    """Narrow the map until the legend and figures box right of it end inside the page."""
+    for _ in range(4):
+        renderer = fig.canvas.get_renderer()
+        right = max(b.get_window_extent(renderer).x1 for b in boxes) if boxes else 0
+        over = right - (fig.bbox.x1 - 0.01 * fig.bbox.width)
+        if over <= 0:
+            return
+        pos = fig.subplotpars
+        fig.subplots_adjust(right=pos.right - over / fig.bbox.width - 0.005)
+        ax.apply_aspect()
+        _project_labels(fig, ax, red, dots)  # the map moved: place the names again
 
 
 #: Width / height of the map frame on the A4 landscape page (axes 0.78 x 0.88 of 11.69 x 8.27 in).
@@ -165,15 +217,6 @@ def _fit_aspect(xmin, ymin, xmax, ymax, aspect: float = FRAME_ASPECT):
     return cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2
 
 
-def _status_mu(clearance, parcels, project) -> pd.Series:
-    """Mu per status: inside the project's red line for a battle map, else whole parcels."""
-    pieces = getattr(clearance, "pieces", None)
-    if project is not None and pieces is not None and len(pieces):
-        mine = pieces[pieces["project_id"].astype(str) == str(project)]
-        return mine.geometry.area.groupby(mine["status"]).sum() / M2_PER_MU
-    return parcels.geometry.area.groupby(parcels["status"]).sum() / M2_PER_MU
-
-
 def font_for(lang: str) -> str:
     """The font family for text in ``lang``: a CJK one for Chinese (or a
     :class:`MissingFontError`); for English one too when installed, since project
@@ -186,15 +229,49 @@ def font_for(lang: str) -> str:
         return "DejaVu Sans"
 
 
-def _project_labels(ax, red: gpd.GeoDataFrame, view) -> None:
+#: Where a project's name may go, in points from its red line's centre: the first clear one wins.
+LABEL_OFFSETS = ((0, 0), (0, 14), (0, -14), (0, 28), (0, -28), (48, 0), (-48, 0), (0, 42), (0, -42),
+                 (48, 21), (-48, -21), (48, -21), (-48, 21), (0, 56), (0, -56))
+
+
+def _project_labels(fig, ax, red: gpd.GeoDataFrame, dots: np.ndarray) -> None:
+    """Names of the projects, each at the first of :data:`LABEL_OFFSETS` where it covers no alert dot
+    (nor a name placed before it); with a white halo instead of a box, so it hides little of the map."""
+    from matplotlib import patheffects
+
+    for old in [t for t in ax.texts if t.get_gid() == "project-label"]:
+        old.remove()
     if len(red) > 60:
         return
+    renderer = fig.canvas.get_renderer()
+    radius = (math.sqrt(DOT_SIZE) / 2 + DOT_EDGE) * fig.dpi / 72 + 1
+    at = ax.transData.transform(dots) if len(dots) else np.empty((0, 2))
+    frame, taken = ax.get_window_extent(renderer), []
     pts = red.geometry.representative_point()
-    for (x, y), name in zip(zip(pts.x, pts.y), red.get("name", red["project_id"])):
+    halo = [patheffects.withStroke(linewidth=3, foreground="white")]
+    for x, y, name in zip(pts.x, pts.y, red.get("name", red["project_id"])):
         text = str(name) if pd.notna(name) and str(name) else ""
-        ax.annotate(text, (x, y), ha="center", va="center", fontsize=8, color="#8b0000",
-                    fontweight="bold", annotation_clip=True, zorder=4,
-                    bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "#e31a1c", "alpha": 0.8})
+        if not text:
+            continue
+        best = None
+        for dx, dy in LABEL_OFFSETS:
+            label = ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", ha="center",
+                                va="center", fontsize=8, color="#8b0000", fontweight="bold",
+                                annotation_clip=True, zorder=5, gid="project-label", path_effects=halo)
+            box = label.get_window_extent(renderer)
+            hits = int(((at[:, 0] > box.x0 - radius) & (at[:, 0] < box.x1 + radius)
+                        & (at[:, 1] > box.y0 - radius) & (at[:, 1] < box.y1 + radius)).sum())
+            hits += sum(box.overlaps(t) for t in taken) + (0 if frame.contains(box.x0, box.y0)
+                                                            and frame.contains(box.x1, box.y1) else 1)
+            if best is None or hits < best[0]:
+                if best is not None:
+                    best[1].remove()
+                best = (hits, label, box)
+            else:
+                label.remove()
+            if hits == 0:
+                break
+        taken.append(best[2])
 
 
 def _nice_length(span: float) -> float:
@@ -231,7 +308,7 @@ def _north_arrow(ax, T) -> None:
 def _figures_box(ax, figures: pd.DataFrame, project: str, T) -> None:
     row = figures[figures["project_id"].astype(str) == project]
     if not len(row):
-        return
+        return None
     r = row.iloc[0]
     lines = []
     for col, fmt in (("total_mu", "{:.1f} " + T["mu"]), ("acquired_mu", "{:.1f} " + T["mu"]),
@@ -245,6 +322,6 @@ def _figures_box(ax, figures: pd.DataFrame, project: str, T) -> None:
                 else T["no"] if fmt == "yn" else pd.Timestamp(v).date().isoformat() if fmt == "date"
                 else fmt.format(v))
         lines.append(f"{T[col]}: {text}")
-    ax.text(1.01, 1.0, f"{T['figures']}\n" + "\n".join(lines), transform=ax.transAxes, va="top",
+    return ax.text(1.01, 1.0, f"{T['figures']}\n" + "\n".join(lines), transform=ax.transAxes, va="top",
             ha="left", fontsize=9, linespacing=1.5,
             zorder=7, bbox={"boxstyle": "round,pad=0.5", "fc": "white", "ec": "#8b1a1a", "alpha": 0.92})

@@ -84,8 +84,13 @@ def write_clearance_map(clearance, out, *, alerts=None, store_dir=None, orthopho
 
 def clearance_map_html(clearance, *, alerts=None, store_dir=None, orthophoto=None, project=None,
                        lang="zh", title=None, as_of=None, orthophoto_label=None,
-                       simplify: float = 0.3) -> str:
-    """The map page as a string (see :func:`write_clearance_map`)."""
+                       simplify: float = 0.3, chip_url=None) -> str:
+    """The map page as a string (see :func:`write_clearance_map`).
+
+    ``chip_url(alert_id, "before" | "after") -> str`` links each popup chip
+    instead of embedding it (the page served by ``gis serve``, whose chip
+    route checks who asks); without it chips are embedded as data URIs.
+    """
     T = table("text", lang)
     redlines, parcels, pieces = clearance.redlines, clearance.parcels, getattr(clearance, "pieces", None)
     projects_tab = _project_table(clearance)
@@ -134,13 +139,15 @@ def clearance_map_html(clearance, *, alerts=None, store_dir=None, orthophoto=Non
                     "cols": mapdata.columns(parcels, PARCEL_COLUMNS)},
         "redlines": {"geom": mapdata.encode_polygons(red, simplify=simplify),
                      "cols": mapdata.columns(red, PROJECT_COLUMNS)},
-        "alerts": _alert_data(alerts, store_dir, simplify) if alerts is not None and len(alerts) else None,
+        "alerts": _alert_data(alerts, store_dir, simplify, chip_url) if alerts is not None and len(alerts) else None,
         "ortho": None,
         "view": _view(red if project is not None or not len(parcels) else parcels),
     }
     if orthophoto is not None:
         data["ortho"] = mapdata.orthophoto_overlay(orthophoto)
         data["ortho"]["label"] = orthophoto_label or data["ortho"].pop("date") or Path(orthophoto).stem
+        # sharp when zoomed in: tiles down to the imagery's own resolution over the red lines
+        data["ortho"]["tiles"] = mapdata.orthophoto_tiles(orthophoto, redlines)
 
     day = _date_text(as_of)
     if title is None:
@@ -148,15 +155,16 @@ def clearance_map_html(clearance, *, alerts=None, store_dir=None, orthophoto=Non
         if project is not None:
             name = str(red["name"].iloc[0]) if "name" in red and pd.notna(red["name"].iloc[0]) else ""
             title = f"{name or project} {T['battle']}"
-    if project is not None and pieces is not None and len(pieces):
-        # A battle map counts the land inside the project's red line, as its panel does.
-        mine = pieces[pieces["project_id"].astype(str) == project]
-        mu = mine.geometry.area.groupby(mine["status"]).sum() / M2_PER_MU
-    else:
-        mu = parcels.groupby("status")["area_m2"].sum() / M2_PER_MU
-    legend = _legend_html(parcels, mu, alerts, T, lang)
+    # The legend counts the parcels and land inside red lines, as the bulletin does (a battle
+    # map: inside the project's own red line, as its panel does); without pieces, every parcel.
+    counts, mu = mapdata.status_areas(clearance, project)
+    inside = bool(len(counts))
+    if not inside:
+        counts, mu = parcels["status"].value_counts(), parcels.groupby("status")["area_m2"].sum() / M2_PER_MU
+    legend = _legend_html(counts, mu, alerts, T, lang, inside=inside)
     panel = _panel_html(red, parcels, alerts, T, lang) if project is not None else ""
-    return _page(title=title, day=day, T=T, legend=legend, panel=panel, data=data, lang=lang)
+    return _page(title=title, day=day, T=T, legend=legend, panel=panel, data=data, lang=lang,
+                 linked_images=chip_url is not None)
 
 
 # --- tables ---------------------------------------------------------------------
@@ -182,7 +190,7 @@ def _parcel_table(parcels: gpd.GeoDataFrame, pieces) -> gpd.GeoDataFrame:
     return out
 
 
-def _alert_data(alerts: gpd.GeoDataFrame, store_dir, simplify: float) -> dict[str, Any]:
+def _alert_data(alerts: gpd.GeoDataFrame, store_dir, simplify: float, chip_url=None) -> dict[str, Any]:
     missing = alerts.geometry.isna() | alerts.geometry.is_empty
     if missing.any():
         log.warning("%d alerts without geometry are left off the map", int(missing.sum()))
@@ -192,10 +200,14 @@ def _alert_data(alerts: gpd.GeoDataFrame, store_dir, simplify: float) -> dict[st
     xy = np.rint(shapely.get_coordinates(np.asarray(pts.values)) * mapdata.QUANTUM).astype(np.int64)
     root = Path(store_dir) if store_dir is not None else None
     chips = []
-    for before, after in zip(alerts.get("chip_before", [""] * len(alerts)),
-                             alerts.get("chip_after", [""] * len(alerts))):
+    for aid, before, after in zip(alerts.get("alert_id", [""] * len(alerts)),
+                                  alerts.get("chip_before", [""] * len(alerts)),
+                                  alerts.get("chip_after", [""] * len(alerts))):
         pair = []
-        for rel in (before, after):
+        for which, rel in (("before", before), ("after", after)):
+            if chip_url is not None:
+                pair.append(chip_url(str(aid), which) if isinstance(rel, str) and rel else "")
+                continue
             ok = root is not None and isinstance(rel, str) and rel
             pair.append(mapdata.data_uri(root / rel, root=root) if ok else "")
         chips.append(pair)
@@ -224,10 +236,11 @@ def _esc(value: Any) -> str:
     return html.escape("" if value is None else str(value), quote=True)
 
 
-def _legend_html(parcels, mu: pd.Series, alerts, T, lang) -> str:
+def _legend_html(counts: pd.Series, mu: pd.Series, alerts, T, lang, *, inside: bool = True) -> str:
     labels = table("status", lang)
-    counts = parcels["status"].value_counts()
     rows = [f"<div class='gis-legend-title'>{_esc(T['status_legend'])}</div>"]
+    if inside:
+        rows.append(f"<div class='gis-legend-note'>{_esc(T['inside_note'])}</div>")
     for s in STATUSES:
         rows.append(
             f"<div class='gis-legend-row'><i style='background:{mapstyle.STATUS_COLOURS[s]}'></i>"
@@ -316,7 +329,7 @@ def _json_for_script(data: Any) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def _page(*, title, day, T, legend, panel, data, lang) -> str:
+def _page(*, title, day, T, legend, panel, data, lang, linked_images: bool = False) -> str:
     css = _leaflet_css() + _asset("map.css").decode()
     leaflet_js = _asset("leaflet", "leaflet.js").decode()
     map_js = _asset("parcels.js").decode() + "\n" + _asset("map.js").decode()
@@ -329,7 +342,7 @@ def _page(*, title, day, T, legend, panel, data, lang) -> str:
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data: blob:; style-src 'unsafe-inline'; script-src 'unsafe-inline'">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data: blob:{" 'self'" if linked_images else ""}; style-src 'unsafe-inline'; script-src 'unsafe-inline'">
 <title>{_esc(title)}</title>
 <style>{css}</style>
 </head>

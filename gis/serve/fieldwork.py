@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import datetime as dt
 import io
 import math
 import re
@@ -36,6 +35,7 @@ from gis.serve import permissions, records, storage
 from gis.serve.accounts import User
 from gis.serve.deps import error_body
 from gis.serve.photos import distance_to_alert, photo_position, read_upload
+from gis.serve.queries import days_without_verdict
 
 #: Fields of an alert answered to the phone and other API clients.
 ALERT_FIELDS = ("alert_id", "district", "status", "kind", "area_mu", "area_m2", "rev", "project_id",
@@ -53,24 +53,17 @@ def _plain(v: Any) -> Any:
     return v
 
 
-def days_waiting(status_since: str, today: dt.date | None = None) -> int | None:
-    try:
-        since = dt.date.fromisoformat(str(status_since)[:10])
-    except ValueError:
-        return None
-    return ((today or dt.date.today()) - since).days
-
-
 def alerts_json(frame: pd.DataFrame, ctx, *, detail: bool = False) -> list[dict[str, Any]]:
     """Alerts as the API answers them: fields, centroid and outline in EPSG:4326, photos."""
     if frame.empty:
         return []
     geo = frame.to_crs("EPSG:4326") if frame.crs is not None else frame
     photos = records.photos_of(ctx.engine, frame["alert_id"])
+    waits = days_without_verdict(frame)  # None once the alert has a verdict
     out = []
-    for (_, row), g in zip(frame.iterrows(), geo.geometry):
+    for (idx, row), g in zip(frame.iterrows(), geo.geometry):
         item = {k: _plain(row[k]) for k in ALERT_FIELDS if k in row}
-        item["days_waiting"] = days_waiting(row.get("status_since", ""))
+        item["days_waiting"] = None if pd.isna(waits[idx]) else int(waits[idx])
         for which in ("before", "after"):
             chip = str(row.get(f"chip_{which}") or "")
             item[f"has_chip_{which}"] = bool(chip)
@@ -130,9 +123,19 @@ def _replay(ctx, user: User, client_id: str | None) -> dict | None:
     return {**kept["answer"], "replayed": True}
 
 
+def given(meta: Mapping[str, Any], *names: str) -> Any:
+    """The first of ``names`` that ``meta`` holds a value for (an empty form field is no value)."""
+    for name in names:
+        v = meta.get(name)
+        if v is not None and str(v).strip() != "":
+            return v
+    return None
+
+
 def _place(ctx, row: pd.Series, upload, meta: Mapping[str, Any], user: User, key: str) -> dict:
-    pos = photo_position(upload.data, meta.get("photo_lat", meta.get("lat")),
-                         meta.get("photo_lon", meta.get("lon")), meta.get("taken_at"))
+    # the photo's own position (photo_lat/photo_lon), else the phone's when it sent the photo (lat/lon)
+    pos = photo_position(upload.data, given(meta, "photo_lat", "lat"), given(meta, "photo_lon", "lon"),
+                         given(meta, "taken_at"))
     dist = distance_to_alert(row.geometry, ctx.crs, pos["lat"], pos["lon"])
     on_site = None if dist is None else dist <= ctx.settings.photo_max_distance_m
     return records.add_photo_record(

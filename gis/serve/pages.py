@@ -23,7 +23,7 @@ from gis.labels import label, table
 from gis.schema import ALERT_KINDS, ALERT_STATUSES
 from gis.serve import accounts, fieldwork, permissions, records, storage
 from gis.serve.deps import ContextDep, error_status, session_user
-from gis.serve.queries import AlertFilters, filter_alerts, patrol_order, workload
+from gis.serve.queries import AlertFilters, filter_alerts, patrol_order, waiting_threshold, workload
 
 router = APIRouter(include_in_schema=False)
 #: autoescape on for every template: nothing from layers, notes or file names is ever markup
@@ -156,7 +156,7 @@ async def bulk(request: Request, ctx: ContextDep):
 def teams_page(request: Request, ctx: ContextDep):
     user = page_user(request, ctx)
     permissions.check_view_workload(user)
-    days = int(ctx.settings.workspace.thresholds.get("waiting_days", 3))
+    days = waiting_threshold(ctx.settings.workspace)
     load = workload(storage.alerts(ctx.store), days)
     members: dict[str, list[str]] = {}
     for u in accounts.list_users(ctx.engine):

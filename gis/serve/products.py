@@ -12,18 +12,25 @@ import datetime as dt
 import logging
 import threading
 from pathlib import Path
+from urllib.parse import quote
 
 import pandas as pd
 
 from gis.clearance.pipeline import clearance
 from gis.products.bulletin import bulletin_tables
 from gis.products.webmap import clearance_map_html
+from gis.serve.queries import waiting_threshold
 
 log = logging.getLogger(__name__)
 
 #: Bulletin tables shown on the figures page, in order.
 FIGURE_TABLES = ("headline", "projects", "districts", "red_list", "black_list", "waiting")
 DOWNLOAD_PATTERNS = ("bulletin_*.html", "figures_*.xlsx")
+
+
+def chip_url(alert_id: str, which: str) -> str:
+    """The served URL of an alert's chip (``before`` or ``after``): the API route that checks who asks."""
+    return f"/api/alerts/{quote(str(alert_id), safe='')}/chips/{which}"
 
 
 class LiveProducts:
@@ -53,13 +60,14 @@ class LiveProducts:
             return self._clearance
 
     def map_html(self, alerts, lang: str) -> str:
+        """The clearance map with the store's alerts; popup chips link the permission-checked chip route."""
         c = self.clearance()
-        return clearance_map_html(c, alerts=alerts, store_dir=self.ws.store_dir, lang=lang, as_of=c.as_of)
+        return clearance_map_html(c, alerts=alerts, lang=lang, as_of=c.as_of, chip_url=chip_url)
 
     def figures(self, alerts, lang: str) -> dict[str, pd.DataFrame]:
         c = self.clearance()
         tables = bulletin_tables(c, alerts=alerts, as_of=c.as_of, lang=lang,
-                                 waiting_days=int(self.ws.thresholds.get("waiting_days", 3)))
+                                 waiting_days=waiting_threshold(self.ws))
         return {k: tables[k] for k in FIGURE_TABLES if k in tables}
 
     def out_dir(self) -> Path:

@@ -3,7 +3,10 @@
 Filters compare values (never build query text), so a filter with SQL in it
 matches nothing. Every list starts from
 :func:`gis.serve.permissions.alerts_for_user`: a filter can narrow what a
-user sees, never widen it.
+user sees, never widen it. Days waiting for a verdict are counted by the
+bulletin's and the weekly summary's one rule,
+:func:`gis.alerts.identity.waiting_for_verdict`; the overdue threshold is the
+workspace's ``thresholds.waiting_days`` (:func:`waiting_threshold`).
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ from typing import Any
 
 import pandas as pd
 
+from gis.alerts.identity import waiting_for_verdict
 from gis.errors import InputError
-from gis.schema import OPEN_ALERT_STATUSES, WAITING_FOR_VERDICT
+from gis.schema import OPEN_ALERT_STATUSES
 from gis.serve.permissions import alerts_for_user
 
 _TRUE = ("1", "true", "yes", "on")
@@ -33,7 +37,7 @@ class AlertFilters:
     status: str = ""
     post_freeze: bool | None = None
     growing: bool | None = None
-    waiting_over: int | None = None  # days in the current status without a verdict
+    waiting_over: int | None = None  # days without a verdict (gis.alerts.identity.waiting_for_verdict)
     open_only: bool = False
 
     @classmethod
@@ -66,11 +70,26 @@ class AlertFilters:
         return out
 
 
-def waiting_days(frame: pd.DataFrame, today: dt.date | None = None) -> pd.Series:
-    """Days each alert has been in its current status (status_since, else first_seen)."""
-    since = frame["status_since"].where(frame["status_since"].astype(bool), frame["first_seen"])
-    days = (pd.Timestamp(today or dt.date.today()) - pd.to_datetime(since.str[:10], errors="coerce")).dt.days
-    return days.fillna(0).astype(int)
+def waiting_threshold(ws: Any) -> int:
+    """The workspace's overdue threshold: gis.toml ``thresholds.waiting_days``, as the bulletin uses it."""
+    return int(ws.thresholds["waiting_days"])
+
+
+def days_without_verdict(frame: pd.DataFrame, today: dt.date | None = None) -> pd.Series:
+    """Days each alert still without a verdict (new, dispatched) has waited; NA for the others.
+
+    :func:`gis.alerts.identity.waiting_for_verdict` counts them (since the
+    last status change, else since first seen), so the office, the patrol app,
+    the weekly summary and the bulletin agree.
+    """
+    waiting = waiting_for_verdict(frame, today or dt.date.today(), -1)
+    return waiting["waiting_days"].reindex(frame.index).astype("Int64")
+
+
+def overdue(frame: pd.DataFrame, waiting_over: int, today: dt.date | None = None) -> pd.Series:
+    """True for the alerts waiting for a verdict more than ``waiting_over`` days (the bulletin's list)."""
+    return pd.Series(frame.index.isin(waiting_for_verdict(frame, today or dt.date.today(), waiting_over).index),
+                     index=frame.index)
 
 
 def filter_alerts(frame: pd.DataFrame, user: Any, flt: AlertFilters,
@@ -87,16 +106,18 @@ def filter_alerts(frame: pd.DataFrame, user: Any, flt: AlertFilters,
         if value is not None:
             a = a[a[col].astype(bool) == value]
     if flt.waiting_over is not None:
-        a = a[a["status"].isin(WAITING_FOR_VERDICT) & (waiting_days(a, today) > flt.waiting_over)]
+        a = a[overdue(a, flt.waiting_over, today)]
     return a
 
 
 def patrol_order(frame: pd.DataFrame, today: dt.date | None = None) -> pd.DataFrame:
-    """After the freeze date and growing first, then the longest waiting."""
+    """After the freeze date and growing first, then the longest waiting for a verdict (alerts
+    with one, e.g. illegal, after those without)."""
     if frame.empty:
         return frame
+    wait = days_without_verdict(frame, today).fillna(-1).astype(int)
     key = pd.DataFrame({"pf": ~frame["post_freeze"].astype(bool), "gr": ~frame["growing"].astype(bool),
-                        "wait": -waiting_days(frame, today), "id": frame["alert_id"]}, index=frame.index)
+                        "wait": -wait, "id": frame["alert_id"]}, index=frame.index)
     return frame.loc[key.sort_values(["pf", "gr", "wait", "id"]).index]
 
 
@@ -104,8 +125,7 @@ def workload(frame: pd.DataFrame, waiting_over: int, today: dt.date | None = Non
     """Per district (patrol team): open, dispatched, waiting over ``waiting_over`` days, settled."""
     if frame.empty:
         return pd.DataFrame(columns=["district", "open", "new", "dispatched", "illegal", "overdue", "settled"])
-    a = frame.assign(overdue=frame["status"].isin(WAITING_FOR_VERDICT)
-                     & (waiting_days(frame, today) > waiting_over))
+    a = frame.assign(overdue=overdue(frame, waiting_over, today))
     rows = []
     for district, g in a.groupby("district", sort=True):
         rows.append({"district": district, "open": int(g["status"].isin(OPEN_ALERT_STATUSES).sum()),

@@ -118,7 +118,7 @@
     const rows = state.alerts
       .filter((a) => (f.status === "open" ? a.status !== "closed" : f.status === "all" || a.status === f.status))
       .filter((a) => f.project === "" || (a.project_id || "-") === f.project)
-      .sort((a, b) => priority(b) - priority(a) || daysWaiting(b) - daysWaiting(a)
+      .sort((a, b) => priority(b) - priority(a) || (daysWaiting(b) ?? -1) - (daysWaiting(a) ?? -1)
         || String(a.alert_id).localeCompare(String(b.alert_id)));
     const projectSel = h("select", { id: "filter-project", "aria-label": t("project"), onchange: (e) => { f.project = e.target.value; renderList(); } },
       h("option", { value: "" }, t("all_projects")),
@@ -138,7 +138,7 @@
         h("div", { class: "row tags" },
           a.post_freeze ? h("span", { class: "tag red" }, t("post_freeze")) : null,
           a.growing ? h("span", { class: "tag orange" }, t("growing")) : null,
-          h("span", { class: "tag" }, t("days_waiting", { n: daysWaiting(a) })),
+          daysWaiting(a) === null ? null : h("span", { class: "tag" }, t("days_waiting", { n: daysWaiting(a) })),
           d === null ? null : h("span", { class: "tag dist" }, t("distance", { d: fmtDistance(d) }))));
     });
     show(
@@ -189,7 +189,7 @@
         h("h1", { class: "aid" }, a.alert_id), statusChip(a.status)),
       h("div", { class: "row tags" }, a.post_freeze ? h("span", { class: "tag red" }, t("post_freeze")) : null,
         a.growing ? h("span", { class: "tag orange" }, t("growing")) : null,
-        h("span", { class: "tag" }, t("days_waiting", { n: daysWaiting(a) })), h("span", { class: "tag" }, t("rev", { n: a.rev }))),
+        daysWaiting(a) === null ? null : h("span", { class: "tag" }, t("days_waiting", { n: daysWaiting(a) })), h("span", { class: "tag" }, t("rev", { n: a.rev }))),
       chips, map,
       h("div", { class: "legend" }, h("span", { class: "sw sw-alert" }), t("legend_alert"),
         h("span", { class: "sw sw-parcel" }), t("legend_parcel"), h("span", { class: "sw sw-redline" }), t("legend_redline")),

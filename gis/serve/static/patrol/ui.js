@@ -51,8 +51,9 @@
   const fmtTime = (ms) => new Date(ms).toLocaleString(state.lang === "zh" ? "zh-CN" : "en-GB");
   const statusChip = (s) => h("span", { class: `chip st-${s}` }, label("status", s));
 
+  /* Days without a verdict, as the server counts them (the bulletin's rule); null once the alert has one. */
   function daysWaiting(a) {
-    if (typeof a.days_waiting === "number") return a.days_waiting;
+    if (typeof a.days_waiting === "number" || a.days_waiting === null) return a.days_waiting;
     const since = Date.parse(a.status_since || a.first_seen || "");
     return Number.isNaN(since) ? 0 : Math.max(0, Math.floor((Date.now() - since) / 86400000));
   }
