@@ -19,7 +19,12 @@
    the products there too (the served figures page offers its bulletin).
 
 The demo writes its layers, imagery and ``gis.toml`` into its folder, so it
-refuses a folder that holds another workspace unless told to replace it.
+refuses a folder that holds another workspace unless told to replace it. Run
+again in its own folder, it starts afresh: the earlier demo's alert store (its
+alerts, verdicts, runs, chips, backups and the workspace's record of it) is
+removed first, so every run of the demo shows the same thing
+(:attr:`DemoResult.started_afresh` says so). Another workspace's store is
+never touched.
 """
 
 from __future__ import annotations
@@ -37,17 +42,20 @@ import numpy as np
 import pandas as pd
 import rasterio
 
+from gis.alerts.chips import CHIP_DIR
 from gis.alerts.identity import overlap_pairs
 from gis.alerts.lifecycle import set_alert
+from gis.alerts.photos import PHOTO_DIR
+from gis.alerts.safety import BACKUP_DIR
 from gis.atomic import write_text_atomic
 from gis.clearance.pipeline import write_clearance
 from gis.errors import ProtectedOutputError
 from gis.products.staticmap import write_static_map
 from gis.products.webmap import write_clearance_map
 from gis.synthetic.county import DEMO_SEED, make_demo_county
-from gis.synthetic.epochs import CountyFiles, planted, write_demo_epochs
+from gis.synthetic.epochs import RESOLUTION, CountyFiles, planted, write_demo_epochs
 from gis.weekly import Progress, WeeklySummary, run_weekly
-from gis.workspace import TOML_NAME, Workspace, load_workspace, tomllib
+from gis.workspace import STATE_NAME, TOML_NAME, Workspace, load_workspace, tomllib
 
 log = logging.getLogger(__name__)
 
@@ -74,11 +82,26 @@ class DemoResult:
     summary: WeeklySummary
     workspace: Path
     outputs: list[Path] = field(default_factory=list)
+    #: The files of an earlier demo's alert store removed before this run (empty: there was none).
+    removed: list[Path] = field(default_factory=list)
+
+    @property
+    def started_afresh(self) -> bool:
+        """True when an earlier demo's alert store was removed first."""
+        return bool(self.removed)
+
+    @property
+    def notice(self) -> str:
+        """What a person is told about the earlier demo ('' when there was none)."""
+        if not self.removed:
+            return ""
+        return (f"{self.workspace} held an earlier demo: started afresh (its alert store, verdicts, "
+                "chips and backups were removed)")
 
 
 def run_demo(out: str | os.PathLike, maps_dir: str | os.PathLike, *, seed: int = DEMO_SEED,
              workers: int = 2, force: bool = False, progress: Progress | None = None,
-             weekly_progress: Progress | None = None) -> DemoResult:
+             weekly_progress: Progress | None = None, resolution: float = RESOLUTION) -> DemoResult:
     """Build the demo county in ``out``, run its weekly cycle and write every product to ``maps_dir``.
 
     ``workers`` processes detect changes. ``progress(done, total)`` is called
@@ -86,16 +109,19 @@ def run_demo(out: str | os.PathLike, maps_dir: str | os.PathLike, *, seed: int =
     weekly run does (:data:`gis.weekly.STEPS`). Without ``force`` a folder
     holding another workspace (not the demo's) is refused with
     :class:`~gis.errors.ProtectedOutputError`, before anything is written.
+    The demo's own folder starts afresh (:func:`remove_demo_store`).
+    ``resolution`` is the imagery's pixel size in metres (coarser: faster).
     """
     out, maps_dir = Path(out), Path(maps_dir)
     if not force:
         refuse_other_workspace(out)
+    removed = remove_demo_store(out)
     report = progress or (lambda done, total: None)
     maps_dir.mkdir(parents=True, exist_ok=True)
     report(1, len(STEPS))
     county = make_demo_county(out, seed=seed)
     report(2, len(STEPS))
-    write_demo_epochs(county, out)
+    write_demo_epochs(county, out, resolution=resolution)
     use_products_folder(out, maps_dir)
     summary = run_demo_cycle(out, maps_dir, progress=progress, weekly_progress=weekly_progress, workers=workers)
 
@@ -118,7 +144,7 @@ def run_demo(out: str | os.PathLike, maps_dir: str | os.PathLike, *, seed: int =
     names = ("clearance.html", f"battle_{BATTLE_MAP_PROJECT}.html", "clearance.png", "bulletin.html",
              "bulletin.xlsx", "figures.gpkg", "figures.xlsx")
     return DemoResult(summary=summary, workspace=out,
-                      outputs=[maps_dir / n for n in names if (maps_dir / n).exists()])
+                      outputs=[maps_dir / n for n in names if (maps_dir / n).exists()], removed=removed)
 
 
 def use_products_folder(demo_dir: str | os.PathLike, maps_dir: str | os.PathLike) -> None:
@@ -135,16 +161,56 @@ def use_products_folder(demo_dir: str | os.PathLike, maps_dir: str | os.PathLike
     write_text_atomic(toml, text if found else f"{line}\n{text}")
 
 
+def _demo_toml(out: Path) -> dict | None:
+    """``out``'s gis.toml when it is one the demo wrote (its red lines are the demo's file), else None."""
+    toml = out / TOML_NAME
+    try:
+        cfg = tomllib.loads(toml.read_text(encoding="utf-8"))
+        red = cfg.get("layers", {}).get("redlines")
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError, AttributeError):
+        return None
+    return cfg if red == "redlines.gpkg" else None  # what the demo writes
+
+
+def is_demo_workspace(out: Path) -> bool:
+    """True when ``out`` holds a workspace the demo wrote."""
+    return _demo_toml(Path(out)) is not None
+
+
+def remove_demo_store(out: Path) -> list[Path]:
+    """Remove an earlier demo's alert store from the demo workspace ``out``; return what was removed.
+
+    The GeoPackage (and its SQLite journal files), its chips, photos and
+    backups, and the workspace's record of the store. Only in a folder the
+    demo wrote (:func:`is_demo_workspace`), and only a GeoPackage inside it:
+    a store named elsewhere (``GIS_STORE``, a PostGIS URL, a path outside
+    the folder) is kept.
+    """
+    out = Path(out)
+    cfg = _demo_toml(out)
+    if cfg is None or os.environ.get("GIS_STORE"):
+        return []
+    store = (out / str(cfg.get("store", "store.gpkg"))).resolve()
+    if not store.is_relative_to(out.resolve()) or store.suffix.lower() != ".gpkg":
+        return []
+    removed = []
+    for path in [store, *(store.with_name(store.name + s) for s in ("-wal", "-shm", "-journal")),
+                 *(store.parent / d for d in (CHIP_DIR, PHOTO_DIR, BACKUP_DIR)), out / STATE_NAME]:
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+        else:
+            continue
+        removed.append(path)
+    if removed:
+        log.info("demo: removed the earlier demo's alert store in %s", out)
+    return removed
+
+
 def refuse_other_workspace(out: Path) -> None:
     """The demo writes its layers, imagery and gis.toml into ``out``: never over another workspace's."""
-    toml = out / TOML_NAME
-    if not toml.is_file():
-        return
-    try:
-        red = tomllib.loads(toml.read_text(encoding="utf-8")).get("layers", {}).get("redlines")
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError, AttributeError):
-        red = None
-    if red != "redlines.gpkg":  # what the demo writes
+    if (out / TOML_NAME).is_file() and not is_demo_workspace(out):
         raise ProtectedOutputError(
             "the folder holds a workspace that is not the demo's; the demo would replace its layers, "
             "imagery and gis.toml", path=out,

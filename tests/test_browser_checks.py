@@ -8,6 +8,7 @@ legend, popups on click) and keep screenshots under test-artifacts/.
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 
 import pytest
@@ -16,6 +17,7 @@ import mapsdata
 from browser import Browser, find_chromium
 from gis.products.webmap import write_clearance_map
 from gis.products.bulletin import write_bulletin
+from gis.workspace import BulletinSettings
 
 pytestmark = pytest.mark.browser
 
@@ -137,7 +139,9 @@ def test_battle_map_and_english(demo, browser):
 def test_bulletin_offline(demo, browser):
     folder, county, c, alerts, store_dir, ortho = demo
     out = write_bulletin(c, folder / "bulletin.html", alerts=alerts, store_dir=store_dir,
-                         as_of=mapsdata.AS_OF)
+                         as_of=mapsdata.AS_OF, number=46, settings=BulletinSettings(office="某县征地拆迁指挥部"),
+                         compared=(dt.date(2026, 11, 14), mapsdata.AS_OF),
+                         start_dates={"P01": "2026-01-01", "P03": "2026-06-01", "P04": "2026-02-01"})
     _reset(browser)
     browser.open(out)
     assert browser.evaluate("document.querySelectorAll('table').length") >= 7
@@ -145,7 +149,51 @@ def test_bulletin_offline(demo, browser):
     body = browser.evaluate("document.body.innerText")
     assert "红榜" in body and "黑榜" in body and "本周新增预警" in body
     assert browser.evaluate("document.querySelectorAll('img[src=\"x\"], td b, td script').length") == 0
+    summary = browser.evaluate("document.getElementById('summary').innerText")
+    assert "本周" in summary and "累计" in summary and "2026年第46期" in body and "序时进度" in body
     browser.screenshot(mapsdata.artifact("bulletin.png"), full_page=True)
+    _clean(browser)
+
+
+def test_alerts_draw_above_project_names_and_orthophoto_stays_sharp(demo, browser, tmp_path):
+    """An alert under a project's name is drawn over it and takes the click; zoomed in to the
+    imagery's own resolution, the orthophoto is drawn from its tiles, not the stretched overview."""
+    from gis.synthetic.render import render_orthophoto
+
+    folder, county, c, alerts, store_dir, ortho = demo
+    x0, y0, x1, y1 = c.redlines.loc[c.redlines["project_id"] == "P03"].total_bounds
+    fine = render_orthophoto(tmp_path / "fine.tif", bounds=(x0 - 60, y0 - 60, x1 + 60, y1 + 60), resolution=0.5,
+                             crs=c.crs, seed=5, date=mapsdata.AS_OF)
+    out = write_clearance_map(c, folder / "labels.html", alerts=alerts, store_dir=store_dir, orthophoto=fine,
+                              as_of=mapsdata.AS_OF)
+    _reset(browser)
+    browser.open(out, ready="window.gisReady === true")
+    w, s_, e, n = c.redlines.loc[c.redlines["project_id"] == "P03"].to_crs(4326).total_bounds
+    bounds = f"[[{s_}, {w}], [{n}, {e}]]"
+    browser.evaluate(f"window.gisMap.fitBounds({bounds}, {{animate: false}}); true")  # P03: its name is on its alerts
+    time.sleep(0.3)
+    hits = browser.evaluate("""(() => { const out = [];
+        const labels = [...document.querySelectorAll('.gis-project-label')].map(e => e.getBoundingClientRect());
+        window.gisLayers.alerts.eachLayer(l => { if (!l.getLatLng) return;
+          const p = window.gisMap.latLngToContainerPoint(l.getLatLng());
+          const r = window.gisMap.getContainer().getBoundingClientRect(), x = p.x + r.left, y = p.y + r.top;
+          if (x < 0 || y < 0 || x >= innerWidth || y >= innerHeight) return;
+          if (!labels.some(b => x > b.left && x < b.right && y > b.top && y < b.bottom)) return;
+          const top = document.elementFromPoint(x, y);
+          out.push([top.tagName, top.parentElement.className]); });
+        return out; })()""")
+    assert hits, "no alert lies under a project name: the check would prove nothing"
+    assert all(tag == "CANVAS" and "gisVectors" in pane for tag, pane in hits), hits
+    browser.screenshot(mapsdata.artifact("clearance_map_labels_under_alerts.png"))
+    # zoomed to the imagery's own resolution (0.5 m: zoom 19), its tiles are drawn
+    browser.evaluate(f"window.gisMap.setView(L.latLngBounds({bounds}).getCenter(), 19, {{animate: false}}); true")
+    browser.wait_for("document.querySelectorAll('.leaflet-gisBase-pane img.leaflet-tile-loaded').length > 0",
+                     what="orthophoto tiles")
+    tiles = browser.evaluate("""[...document.querySelectorAll('.leaflet-gisBase-pane img.leaflet-tile-loaded')]
+        .filter(i => i.src.startsWith('data:image/jpeg') && i.naturalWidth === 256).length""")
+    assert tiles >= 4
+    time.sleep(0.3)
+    browser.screenshot(mapsdata.artifact("clearance_map_ortho_zoom19.png"))
     _clean(browser)
 
 

@@ -49,6 +49,17 @@ def test_init_command(tmp_path):
     assert bad.exit_code == 2 and "DATE=ORTHO" in bad.output
 
 
+def test_init_takes_the_working_crs_from_the_layers(tmp_path, small_layers):
+    red, parcels = tmp_path / "red.gpkg", tmp_path / "parcels.gpkg"
+    small_layers["redlines"].set_crs("EPSG:4549", allow_override=True).to_file(red)
+    small_layers["parcels"].set_crs("EPSG:4549", allow_override=True).to_file(parcels)
+    out = gis("init", tmp_path / "ws", "--redlines", red, "--parcels", parcels).output
+    assert "working CRS EPSG:4549" in out
+    assert 'working_crs = "EPSG:4549"' in (tmp_path / "ws" / "gis.toml").read_text(encoding="utf-8")
+    bad = gis("init", tmp_path / "merc", "--redlines", red, "--working-crs", "EPSG:3857", ok=False)
+    assert bad.exit_code == 2 and "distorts areas" in bad.output and not (tmp_path / "merc").exists()
+
+
 def test_weekly_list_show_set(ws, tmp_path):
     out = gis("weekly", "--workspace", ws, "--epoch", "2026-03-15", "--no-maps").output
     assert "3 new alerts" in out and "overdue projects" in out and "growing alerts: none" in out
@@ -116,5 +127,6 @@ def test_alert_list_fits_a_100_column_terminal_and_wide_shows_every_column(ws):
     wide = CliRunner(env={"COLUMNS": "250"}).invoke(main, ["alerts", "list", "--workspace", str(ws), "--wide"])
     assert "宗地编号" in wide.output and "最近发现" in wide.output and "seen_count" in wide.output
     assert all(r["parcel_id"] in wide.output for r in listed if r["parcel_id"])
-    en = gis("alerts", "list", "--workspace", ws, "--lang", "en").output
-    assert "new structure" in en and "District" in en
+    en = CliRunner(env={"COLUMNS": "100"}).invoke(main, ["alerts", "list", "--workspace", str(ws), "--lang", "en"])
+    assert "new structure" in en.output and "District" in en.output
+    assert max(cells(line) for line in en.output.splitlines()) <= 100

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
+import gis.demo as demo_module
 from gis import errors
+from gis.cli import main
 from gis.clearance import layers
-from gis.demo import STEPS, run_demo, run_demo_cycle
+from gis.demo import STEPS, is_demo_workspace, remove_demo_store, run_demo, run_demo_cycle
 from gis.synthetic.county import make_demo_county
 from gis.synthetic.epochs import DEMO_DATES, write_demo_epochs
 from gis.weekly import STEPS as WEEKLY_STEPS
+from gis.workspace import load_workspace
 
 
 def test_demo_county_shape(demo_county):
@@ -56,3 +60,35 @@ def test_demo_cycle_runs_each_epoch_and_reports_progress(tmp_path):
     assert len(inner) == 3 * len(WEEKLY_STEPS) and inner[0] == (1, len(WEEKLY_STEPS))
     assert {p.name for p in (tmp_path / "maps").iterdir()} >= {
         "clearance_2026-11-14.html", "bulletin_2026-11-14.html"}
+
+
+def test_the_demo_never_removes_another_workspaces_store(tmp_path):
+    ws = tmp_path / "ws"
+    (ws / "chips").mkdir(parents=True)
+    (ws / "gis.toml").write_text('[layers]\nredlines = "mine.gpkg"\n', encoding="utf-8")
+    (ws / "store.gpkg").write_bytes(b"theirs")
+    assert remove_demo_store(ws) == [] and not is_demo_workspace(ws)
+    assert (ws / "store.gpkg").read_bytes() == b"theirs" and (ws / "chips").is_dir()
+
+
+@pytest.mark.slow
+def test_the_demo_run_twice_starts_afresh_and_shows_the_same(tmp_path, monkeypatch):
+    def coarse(county, out, **kw):  # coarse imagery: the twice-run behaviour, not detection
+        return write_demo_epochs(county, out, **{**kw, "resolution": 4.0})
+
+    monkeypatch.setattr(demo_module, "write_demo_epochs", coarse)
+    args = ["demo", "--out", str(tmp_path / "demo"), "--maps", str(tmp_path / "maps")]
+
+    def run():
+        res = CliRunner().invoke(main, args, catch_exceptions=False)
+        assert res.exit_code == 0, res.output
+        store = load_workspace(tmp_path / "demo").open_store()
+        return res.output, store.alerts(), store.runs()
+
+    out1, alerts1, runs1 = run()
+    assert "afresh" not in out1 and len(alerts1) > 0
+    out2, alerts2, runs2 = run()
+    assert "started afresh" in out2.splitlines()[0] and str(tmp_path / "demo") in out2.splitlines()[0]
+    assert len(alerts2) == len(alerts1) and len(runs2) == len(runs1) == 3
+    cols = ["alert_id", "kind", "status", "seen_count"]
+    assert alerts2[cols].equals(alerts1[cols])

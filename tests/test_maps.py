@@ -160,3 +160,132 @@ def test_battle_map_panel_marks_an_overdue_project(demo):
     on_time = c.projects.loc[~c.projects["overdue"].astype(bool), "project_id"].iloc[0]
     assert "class='gis-box overdue'" in clearance_map_html(c, project=late)
     assert "class='gis-box overdue'" not in clearance_map_html(c, project=on_time)
+
+
+# --- issue 19: legends count land inside red lines, names never hide alerts, tiles --------------
+
+
+def fine_orthophoto(c, folder, project="P03", resolution=0.5):
+    """A sharp orthophoto over one project (the module's county image is 5 m: no tiles needed)."""
+    from gis.synthetic.render import render_orthophoto
+
+    x0, y0, x1, y1 = c.redlines.loc[c.redlines["project_id"] == project].total_bounds
+    return render_orthophoto(folder / f"fine_{project}.tif", bounds=(x0 - 60, y0 - 60, x1 + 60, y1 + 60),
+                             resolution=resolution, crs=c.crs, seed=5, date=mapsdata.AS_OF)
+
+
+def alerts_on_label_spots(c, alerts):
+    """The alerts moved onto the red lines' centres, where project names go first."""
+    a = alerts.copy()
+    pts = c.redlines.set_index("project_id").geometry.representative_point()
+    a["geometry"] = [shapely.box(pts[p].x - 5, pts[p].y - 5, pts[p].x + 5, pts[p].y + 5) for p in a["project_id"]]
+    return a
+
+
+def test_legends_count_the_land_inside_red_lines(demo):
+    _, c, alerts, _, _ = demo
+    inside = c.districts["total_mu"].sum()  # what the bulletin reports
+    page = clearance_map_html(c, alerts=alerts)
+    legend = re.search(r"<div id='gis-legend'.*?</div></div>", page, re.S).group(0)
+    assert sum(float(x) for x in re.findall(r"· ([\d.]+) 亩", legend)) == pytest.approx(inside, abs=0.5)
+    assert "只计红线内宗地" in legend
+    counts = [int(x) for x in re.findall(r"(\d+) 宗 ·", legend)]
+    touched = c.pieces["parcel_id"].nunique()
+    assert sum(counts) == touched < len(c.parcels)
+    from gis.products.staticmap import static_map_figure
+    import matplotlib.pyplot as plt
+
+    fig = static_map_figure(c, alerts=alerts, as_of=mapsdata.AS_OF)
+    texts = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    plt.close(fig)
+    assert sum(float(m) for t in texts for m in re.findall(r"([\d.]+) 亩", t)) == pytest.approx(inside, abs=0.5)
+
+
+@pytest.mark.parametrize("lang,project", [("zh", None), ("en", None), ("zh", "P03"), ("en", "P07")])
+def test_png_project_names_never_under_alert_dots_and_legend_fits(demo, lang, project):
+    import matplotlib.pyplot as plt
+
+    from gis.products.staticmap import DOT_EDGE, DOT_SIZE, static_map_figure
+
+    _, c, alerts, _, _ = demo
+    a = alerts_on_label_spots(c, alerts)
+    fig = static_map_figure(c, alerts=a, project=project, lang=lang, as_of=mapsdata.AS_OF)
+    try:
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        ax = fig.axes[0]
+        labels = [t for t in ax.texts if t.get_gid() == "project-label"]
+        assert labels and all(t.get_text() for t in labels)
+        dots = next(coll for coll in ax.collections if coll.get_gid() == "alert-dots")
+        xy = ax.transData.transform(dots.get_offsets())
+        r = (np.sqrt(DOT_SIZE) / 2 + DOT_EDGE) * fig.dpi / 72
+        frame = ax.get_window_extent(renderer)
+        for t in labels:
+            box = t.get_window_extent(renderer)
+            inside_frame = (xy[:, 0] > frame.x0) & (xy[:, 0] < frame.x1) & (xy[:, 1] > frame.y0) & (xy[:, 1] < frame.y1)
+            under = ((xy[:, 0] > box.x0 - r) & (xy[:, 0] < box.x1 + r) & (xy[:, 1] > box.y0 - r)
+                     & (xy[:, 1] < box.y1 + r) & inside_frame)
+            assert not under.any(), (t.get_text(), xy[under])
+        # the legend (and a battle map's figures) end inside the page
+        page = fig.bbox
+        boxes = [ax.get_legend()] + [t for t in ax.texts if t.get_gid() is None and t.get_bbox_patch() is not None]
+        for b in boxes:
+            e = b.get_window_extent(renderer)
+            assert page.x0 <= e.x0 and e.x1 <= page.x1 and page.y0 <= e.y0 and e.y1 <= page.y1, (lang, e, page)
+        if project is not None:  # zoomed to the project, as the HTML battle map is
+            x0, y0, x1, y1 = c.redlines.loc[c.redlines["project_id"] == project].total_bounds
+            (vx0, vx1), (vy0, vy1) = ax.get_xlim(), ax.get_ylim()
+            cx0, cy0, cx1, cy1 = c.parcels.total_bounds
+            assert vx0 <= x0 and x1 <= vx1 and vy0 <= y0 and y1 <= vy1
+            assert (vx1 - vx0) * (vy1 - vy0) < 0.6 * (cx1 - cx0) * (cy1 - cy0)
+        fig.savefig(mapsdata.artifact(f"static_{project or 'map'}_{lang}.png"), dpi=fig.dpi)
+    finally:
+        plt.close(fig)
+
+
+def test_cli_png_of_a_project_is_its_battle_map(demo, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from gis.cli import main
+    from gis.products import staticmap
+    from gis.workspace import init_workspace
+
+    county, c, alerts, store_dir, ortho = demo
+    ws = tmp_path / "ws"
+    init_workspace(ws, redlines=county.redlines, parcels=county.parcels, epochs=[(mapsdata.AS_OF, ortho)])
+    views, draw = [], staticmap.static_map_figure
+
+    def spy(*args, **kw):  # the view the CLI's PNG was drawn with
+        fig = draw(*args, **kw)
+        views.append((fig.axes[0].get_xlim(), fig.axes[0].get_ylim()))
+        return fig
+
+    monkeypatch.setattr(staticmap, "static_map_figure", spy)
+    for args, name in ((["--project", "P03"], "p03.png"), ([], "all.png")):
+        r = CliRunner().invoke(main, ["map", "--workspace", str(ws), "--png", str(tmp_path / name), *args])
+        assert r.exit_code == 0, r.output
+    (bx, by), (wx, wy) = views
+    x0, y0, x1, y1 = c.redlines.loc[c.redlines["project_id"] == "P03"].total_bounds
+    assert bx[0] <= x0 and x1 <= bx[1] and by[0] <= y0 and y1 <= by[1]
+    assert (bx[1] - bx[0]) < 0.4 * (wx[1] - wx[0])  # zoomed to the project, not the county
+
+
+def test_orthophoto_tiles_reach_the_imagery_resolution(demo, tmp_path):
+    import rasterio
+    from rasterio.vrt import WarpedVRT
+
+    _, c, _, _, _ = demo
+    fine = fine_orthophoto(c, tmp_path)
+    data = _data(clearance_map_html(c, orthophoto=fine, project="P03"))
+    tiles = data["ortho"]["tiles"]
+    with rasterio.open(fine) as src, WarpedVRT(src, crs="EPSG:3857") as vrt:
+        res = vrt.res[0]
+    assert tiles["tiles"] and tiles["maxZoom"] == tiles["nativeZoom"]
+    assert 2 * mapdata.MERCATOR_HALF / (mapdata.TILE * 2 ** tiles["maxZoom"]) <= res  # a tile pixel <= an image pixel
+    # a coarser overview leaves more levels to the tiles: every one from the first finer than it
+    pyramid = mapdata.orthophoto_tiles(fine, c.redlines[c.redlines["project_id"] == "P03"], overview_px=256)
+    zooms = {int(k.split("/")[0]) for k in pyramid["tiles"]}
+    assert zooms == set(range(pyramid["minZoom"], pyramid["nativeZoom"] + 1)) and len(zooms) >= 3
+    assert all(u.startswith("data:image/jpeg;base64,") for u in tiles["tiles"].values())
+    coarse = _data(clearance_map_html(c, orthophoto=demo[4], project="P03"))["ortho"]["tiles"]
+    assert coarse["tiles"] == {}  # a 5 m image: the overview already shows every pixel

@@ -61,3 +61,43 @@ def test_office_logs_in_and_sees_table_alert_and_live_map(server):
         b.open(f"{server.url}/office/figures", ready="document.readyState === 'complete'")
         b.screenshot(mapsdata.artifact("serve_office_figures.png"), full_page=True)
         assert b.exceptions == [] and b.external_requests == []
+
+
+#: The figures page at a desktop's and a phone's size: (width, height, mobile).
+SIZES = {"desktop": (1280, 800, False), "phone": (360, 740, True)}
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_figures_page_reads_well_on_desktop_and_phone(server, size):
+    """The leader's figures: bulletin-style values; on a phone the wide tables scroll sideways
+    in their own box (first column kept in view) while the page itself never does."""
+    width, height, mobile = SIZES[size]
+    with Browser(width=width, height=height, mobile=mobile, allow=(server.url + "/",)) as b:
+        b.open(server.url + "/login", ready="document.querySelector('form.login') !== null")
+        b.evaluate(f"""(() => {{ const f = document.querySelector('form.login');
+            f.username.value = 'leader1'; f.password.value = {json.dumps(USERS['leader1'][2])};
+            f.submit(); return true; }})()""")
+        b.wait_for("location.pathname === '/office/figures' && document.readyState === 'complete'",
+                   what="the figures page after logging in")
+        page, inner = b.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+        assert inner == width and page <= width  # nothing sticks out of the page
+        projects = b.evaluate("document.querySelector('table.figures-projects').innerText")
+        assert "%" in projects and "e+0" not in projects and "00:00:00" not in projects
+        assert "征地完成率" in projects and ("是" in projects or "否" in projects)
+        boxes = b.evaluate("[...document.querySelectorAll('.scroll')].map((d) => "
+                           "[d.querySelector('table').className, d.scrollWidth, d.clientWidth])")
+        assert boxes and all(client <= width for _, _, client in boxes)
+        b.screenshot(mapsdata.artifact(f"serve_figures_{size}.png"), full_page=True)
+        wide = {name for name, scroll, client in boxes if scroll > client + 1}
+        if size == "desktop":
+            assert wide == set()  # the projects table fits a desktop screen
+        else:
+            assert "figures figures-projects" in wide
+            left = b.evaluate("""(() => {
+                const box = document.querySelector('table.figures-projects').parentElement;
+                box.scrollIntoView(); box.scrollLeft = box.scrollWidth;
+                const first = box.querySelector('tbody td').getBoundingClientRect().left;
+                return [first - box.getBoundingClientRect().left, box.scrollLeft]; })()""")
+            assert left[1] > 0 and abs(left[0]) <= 1  # scrolled, and the project id still in view
+            b.screenshot(mapsdata.artifact("serve_figures_phone_scrolled.png"))
+        assert b.exceptions == [] and b.external_requests == []

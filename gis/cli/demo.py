@@ -31,6 +31,11 @@ def demo(out, maps_dir, seed, workers, force):
        recorded after the second run), figures;
     4. outputs in MAPS: clearance.html, battle map, clearance.png, bulletin.html/.xlsx,
        figures.gpkg/.xlsx.
+
+    Run again with the same OUT, the demo starts afresh: the earlier demo's
+    alert store (alerts, verdicts, chips, backups) is removed first, and the
+    output says so. A folder holding another workspace is refused (--force
+    replaces its layers, imagery and gis.toml, and never removes its store).
     """
     # measured: the scenario pulls in detection, the store and the products (~1.5 s); --help needs none
     from gis.demo import STEPS, run_demo
@@ -54,6 +59,8 @@ def demo(out, maps_dir, seed, workers, force):
         result = run_demo(out, maps_dir, seed=seed, workers=workers, force=force, progress=progress,
                           weekly_progress=weekly_progress)
 
+    if result.notice:
+        click.echo(result.notice + "\n")
     click.echo(format_summary(result.summary))
     click.echo(f"\ndemo workspace: {out} (gis.toml; try `gis alerts list --workspace {out}`)")
     for path in result.outputs:

@@ -68,9 +68,10 @@ ENSEMBLE = 5
 #: rows above which the boosted trees stop early on a random tenth (scikit-learn's "auto")
 EARLY_STOP_ROWS = 10_000
 #: CIE Lab distance (ΔE76) between the mean colour of the imagery a model learnt from and
-#: the scene it scores above which :func:`check_look` warns. Two flights of one county
-#: differ by a few units (the synthetic epochs: < 3); the re-rendered looks that cost a
-#: trained model a fifth to a third of its F1 (docs/evaluation.md) move it by 8-20
+#: the scene it scores above which :func:`check_look` warns: gross differences (another
+#: county, supplier, season). On the LEVIR samples single tiles lie 2-15 units from their
+#: mean and re-rendered looks that cost a trained model F1 move a tile's mean by 6-11,
+#: so a lower level would fire within one region (docs/detection.md)
 LOOK_DELTA_E = 12.0
 
 

@@ -23,6 +23,7 @@ from gis.labels import label, table
 from gis.schema import ALERT_KINDS, ALERT_STATUSES
 from gis.serve import accounts, fieldwork, permissions, records, storage
 from gis.serve.deps import ContextDep, error_status, session_user
+from gis.serve.products import shown_table
 from gis.serve.queries import AlertFilters, filter_alerts, patrol_order, waiting_threshold, workload
 
 router = APIRouter(include_in_schema=False)
@@ -172,10 +173,7 @@ def figures_page(request: Request, ctx: ContextDep):
     user = page_user(request, ctx)
     permissions.check_view_figures(user)
     tables = ctx.products.figures(storage.alerts(ctx.store), user.lang)
-    headers = table("header", user.lang)
-    shown = {name: {"columns": [headers.get(c, c) for c in df.columns],
-                    "rows": df.astype(object).where(df.notna(), "").values.tolist()}
-             for name, df in tables.items()}
+    shown = {name: shown_table(df, user.lang) for name, df in tables.items()}
     return render(request, "figures.html", user, tables=shown, sheets=table("sheet", user.lang),
                   downloads=[p.name for p in ctx.products.downloads()])
 
