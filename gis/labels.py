@@ -242,8 +242,9 @@ BULLETIN: dict[str, dict[str, str]] = {
         "sum_week": "本周({start}至{end})新增预警{new}处，其中冻结日后{post}处；{moved}个项目有征地进度，"
                     "进度占比率{ratio}。",
         "sum_total": "累计征地完成率{completion}、净地率{clean}，待处置预警{open}处。",
-        "sum_behind": "逾期项目{overdue}个{overdue_names}，滞后于序时进度的项目{behind}个{behind_names}；"
-                      "黑榜：{black}。",
+        "sum_behind": "逾期项目{overdue}个{overdue_names}，{behind_part}；黑榜：{black}。",
+        "sum_behind_part": "滞后于序时进度的项目{behind}个{behind_names}",
+        "sum_no_schedule": "无开工日期、未计序时进度",
         "sum_names": "({names})", "sep": "、",
     }),
     "en": _bulletin("en", {
@@ -275,8 +276,9 @@ BULLETIN: dict[str, dict[str, str]] = {
         "sum_week": "This week ({start} to {end}): {new} new alerts, {post} of them after a freeze date; "
                     "{moved} projects moved, progress ratio {ratio}.",
         "sum_total": "Cumulative completion rate {completion}, clean-land rate {clean}, {open} alerts open.",
-        "sum_behind": "{overdue} projects overdue{overdue_names}, {behind} behind schedule{behind_names}; "
-                      "black list: {black}.",
+        "sum_behind": "{overdue} projects overdue{overdue_names}, {behind_part}; black list: {black}.",
+        "sum_behind_part": "{behind} behind schedule{behind_names}",
+        "sum_no_schedule": "progress against time not counted (no start dates)",
         "sum_names": " ({names})", "sep": ", ",
     }),
 }

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -159,9 +160,11 @@ def peak_rss() -> int:
 
 
 def write_data(folder: str, n_parcels: int, n_redlines: int) -> None:
+    """Build the benchmark's layers into ``folder`` (made if missing) as GeoParquet."""
     parcels, red = build(n_parcels, n_redlines)
-    parcels.to_parquet(f"{folder}/parcels.parquet")
-    red.to_parquet(f"{folder}/redlines.parquet")
+    os.makedirs(folder, exist_ok=True)
+    parcels.to_parquet(os.path.join(folder, "parcels.parquet"))
+    red.to_parquet(os.path.join(folder, "redlines.parquet"))
 
 
 def measure(which: str, folder: str) -> dict:

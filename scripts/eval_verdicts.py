@@ -37,7 +37,6 @@ import tempfile
 from pathlib import Path
 
 import cv2
-import geopandas as gpd
 import numpy as np
 import rasterio
 from rasterio.features import rasterize, shapes
@@ -205,10 +204,11 @@ def main(argv=None) -> int:
                        "tp_fp_fn": tot.tolist(), "objects": objs.tolist(), "verdicts": way.verdicts,
                        "model": way.promoted[-1] if way.promoted else "-"}
                 table.append(row)
-                print(f"week {w} {way.name:14s} F1 {F:.3f}  object recall {row['object_recall']:.3f}  "
+                recall = f"{row['object_recall']:.3f}" if objs[0] else "  -  "  # no labelled structure
+                print(f"week {w} {way.name:14s} F1 {F:.3f}  object recall {recall}  "
                       f"false alarms/tile {row['false_alarms_per_tile']:.2f}  verdicts so far {way.verdicts}  "
                       f"model {row['model']}", flush=True)
-                if way.learns:
+                if way.learns and w < len(weeks):  # the last week's model would score nothing
                     retrain(way, w, args.always)
     print("\nseason, weeks 2 on (every tile scored by a model that never saw it):")
     summary = {}

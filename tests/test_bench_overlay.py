@@ -15,3 +15,11 @@ def test_bench_overlay_small():
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "areas agree (relative 1e-9): yes" in proc.stdout
     assert "speed-up" in proc.stdout
+
+
+def test_bench_overlay_build_makes_its_folder(tmp_path):
+    folder = tmp_path / "not" / "yet"
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--build", str(folder), "--parcels", "100",
+                           "--redlines", "3"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (folder / "parcels.parquet").is_file() and (folder / "redlines.parquet").is_file()

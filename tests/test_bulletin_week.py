@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import html
 import re
 
 import numpy as np
@@ -40,8 +41,8 @@ def text_of(page: str) -> str:
 def test_weekly_bulletin_is_the_survey_weeks_and_keeps_its_number(tmp_path):
     ws = make_workspace(tmp_path / "ws")
     toml = ws / "gis.toml"
-    toml.write_text(toml.read_text(encoding="utf-8").replace('office = ""', 'office = "测试县征地拆迁指挥部"'),
-                    encoding="utf-8")
+    text = toml.read_text(encoding="utf-8")
+    toml.write_text(text.replace('office = ""', 'office = "测试县征地拆迁指挥部"'), encoding="utf-8")
     week2 = changes(("new_structure", spot_in(ws, "P01")), ("new_crops", spot_outside(ws)))
     week3 = changes(("new_structure", spot_in(ws, "P05", 30)))
     detect = FakeDetect({DATES[1].isoformat(): week2, DATES[2].isoformat(): week3})
@@ -59,7 +60,8 @@ def test_weekly_bulletin_is_the_survey_weeks_and_keeps_its_number(tmp_path):
     store_ids = load_workspace(ws).open_store().alerts().set_index("first_seen")["alert_id"]
     later = store_ids[store_ids.index > "2026-03-15"].tolist()
     assert later and not any(i in old for i in later)  # seen only in April: not in March's bulletin
-    assert "本周(2026-03-09至2026-03-15)新增预警2处" in old and "本周(2026-04-09至2026-04-15)新增预警1处" in new
+    assert "本周(2026-03-09至2026-03-15)新增预警2处" in old
+    assert "本周(2026-04-09至2026-04-15)新增预警1处" in new
     # days waiting count to the run's date (status_since is the run date: 0 days, none listed)
     book = openpyxl.load_workbook(tmp_path / "out" / "figures_2026-03-15.xlsx")
     assert "2026年第2期" in book[SHEETS["zh"]["headline"]]["A1"].value
@@ -132,7 +134,8 @@ def test_bulletin_page_summary_scopes_schedule_and_rule(demo, tmp_path):
     assert f"新增预警{int(t['_values']['alerts_new'].iloc[0])}处" in summary
     # every headline figure says whether it is this week's or cumulative
     head = t["headline"].set_index("figure")["scope"]
-    assert set(head) == {"本周", "累计"} and head["本周新增预警"] == "本周" and head["冻结日后新增预警(待处置)"] == "累计"
+    assert set(head) == {"本周", "累计"} and head["本周新增预警"] == "本周"
+    assert head["冻结日后新增预警(待处置)"] == "累计"
     # progress against time: P04 (2026-02-01 .. 2026-10-31) is past its deadline and 70% done
     sched = t["schedule"].set_index("project_id")
     assert set(sched.index) == set(STARTS) and bool(sched.loc["P04", "behind_schedule"])
@@ -189,3 +192,41 @@ def test_workbook_ready_to_paste(demo, tmp_path):
     assert kinds <= set(KIND["zh"].values()) | set(ALERT_STATUS["zh"].values())
     dist = wb[SHEETS["zh"]["districts"]]
     assert "红榜" in dist["A2"].value  # the rule, said where the list column is
+
+
+def test_start_date_column_is_read_from_the_red_lines(tmp_path):
+    from conftest import make_parcels, make_redlines, square
+    from gis.clearance.pipeline import clearance
+
+    red = make_redlines([("A", "东区", square(0, 0, 200), {"完成时限": pd.Timestamp("2026-12-31"),
+                                                           "开工日期": pd.Timestamp("2026-01-01")}),
+                         ("B", "西区", square(300, 0, 200), {"完成时限": pd.Timestamp("2026-12-31")})])
+    parcels = make_parcels([("p1", "东区", "signed", square(0, 0, 200)),
+                            ("p2", "西区", "delivered", square(300, 0, 200))])
+    red.to_file(tmp_path / "red.gpkg")
+    parcels.to_file(tmp_path / "par.gpkg")
+    c = clearance(tmp_path / "red.gpkg", tmp_path / "par.gpkg", as_of=dt.date(2026, 7, 2))
+    t = bulletin_tables(c, as_of=dt.date(2026, 7, 2))
+    assert list(t["schedule"]["project_id"]) == ["A"]  # B has no start date
+    assert bool(t["schedule"]["behind_schedule"].iloc[0])  # signed is not acquired: 0% done, half the time gone
+    assert t["schedule"]["time_elapsed"].iloc[0] == pytest.approx(0.5, abs=0.01)
+
+
+def test_bulletin_page_cells_read_as_the_served_figures(demo, tmp_path):
+    """One cell formatter (gis.products.cells) for the bulletin page and the served figures page:
+    mu with thousands separators, rates in %, days without a time, in every table."""
+    from gis.products.cells import format_cell, shown_frame
+
+    folder, county, c, alerts, store_dir, ortho = demo
+    projects = c.projects.copy()
+    projects.loc[projects["project_id"] == "P02", "total_mu"] = 1234.5
+    c2 = dataclasses.replace(c, projects=projects)
+    page = write_bulletin(c2, tmp_path / "b.html", alerts=alerts, as_of=mapsdata.AS_OF,
+                          start_dates=STARTS).read_text(encoding="utf-8")
+    row = re.search(r"<tr[^>]*><td>P02</td>.*?</tr>", page).group(0)
+    assert f"<td>{format_cell('total_mu', 1234.5)}</td>" in row and "<td>1,234.50</td>" in row
+    t = bulletin_tables(c2, alerts=alerts, as_of=mapsdata.AS_OF, start_dates=STARTS)
+    sched = shown_frame(t["schedule"]).set_index("project_id")
+    assert sched.loc["P04", "time_elapsed"] == "100.0%" and sched.loc["P04", "start_date"] == "2026-02-01"
+    p04 = re.search(r"<tr[^>]*><td>P04</td><td>[^<]*</td><td>[^<]*</td><td>2026-02-01</td>.*?</tr>", page).group(0)
+    assert re.findall(r"<td>([^<]*)</td>", p04)[1:] == [html.escape(v) for v in sched.loc["P04"].tolist()]

@@ -11,6 +11,8 @@ from gis import errors
 from gis.cli import main
 from gis.clearance import layers
 from gis.demo import STEPS, is_demo_workspace, remove_demo_store, run_demo, run_demo_cycle
+from gis.products.bulletin import bulletin_tables
+from gis.products.bulletinpage import summary_text
 from gis.synthetic.county import make_demo_county
 from gis.synthetic.epochs import DEMO_DATES, write_demo_epochs
 from gis.weekly import STEPS as WEEKLY_STEPS
@@ -28,6 +30,24 @@ def test_demo_county_shape(demo_county):
     assert (inv.geometry.area > 50).all() and len(inv) > 100
     # Chinese headers on disk, canonical names after reading
     assert layers.read_raw(demo_county.parcels).columns[0] == "宗地编号"
+
+
+def test_demo_projects_have_start_dates_and_some_lag_behind(demo_county, demo_clearance):
+    """序时进度 is counted in the demo: its red lines carry start dates (开工日期 on disk), and the
+    bulletin lists projects behind schedule (滞后) in its table and its summary."""
+    assert "开工日期" in layers.read_raw(demo_county.redlines).columns
+    red = layers.read_redlines(demo_county.redlines)
+    started = red.loc[red["start_date"].notna()]
+    assert len(started) >= 4 and (started["start_date"] < started["freeze_date"]).all()
+    assert (started["start_date"] < started["deadline"]).all()
+    t = bulletin_tables(demo_clearance, as_of=demo_county.as_of)
+    schedule = t["schedule"].set_index("project_id")
+    assert set(schedule.index) == set(started["project_id"])
+    behind = schedule.index[schedule["behind_schedule"].eq(True)]
+    assert len(behind) >= 1 and len(behind) < len(schedule)  # some behind, not all
+    summary = summary_text(t, "zh")
+    assert f"滞后于序时进度的项目{len(behind)}个" in summary and schedule.loc[behind[0], "name"] in summary
+    assert "未计序时进度" not in summary
 
 
 def test_demo_is_deterministic(tmp_path, demo_county):
@@ -60,6 +80,8 @@ def test_demo_cycle_runs_each_epoch_and_reports_progress(tmp_path):
     assert len(inner) == 3 * len(WEEKLY_STEPS) and inner[0] == (1, len(WEEKLY_STEPS))
     assert {p.name for p in (tmp_path / "maps").iterdir()} >= {
         "clearance_2026-11-14.html", "bulletin_2026-11-14.html"}
+    bulletin = (tmp_path / "maps" / "bulletin_2026-11-14.html").read_text(encoding="utf-8")
+    assert "滞后于序时进度的项目" in bulletin and "未计序时进度" not in bulletin  # the demo has start dates
 
 
 def test_the_demo_never_removes_another_workspaces_store(tmp_path):

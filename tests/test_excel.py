@@ -17,7 +17,8 @@ from click.testing import CliRunner
 import mapsdata
 from conftest import make_parcels, make_redlines, square
 from gis.cli import main
-from gis.products.excel import HEADER_ROW, FORMULA_PREFIXES, Sheet, display_width, write_workbook
+from gis import labels
+from gis.products.excel import HEADER_ROW, FORMULA_PREFIXES, Sheet, column_format, display_width, write_workbook
 from gis.clearance.pipeline import clearance
 from gis.products.bulletin import write_bulletin
 
@@ -161,3 +162,21 @@ def test_writer_keeps_kinds_and_cleans_what_a_cell_cannot_hold(tmp_path):
     assert ws["A3"].value == "ab\nc" and len(ws["A4"].value) == 32_767
     assert ws.column_dimensions["A"].width == 60 and ws.column_dimensions["B"].width < 12
     assert display_width("一二三四五六七八九十") == 20 and display_width("ab\ncde") == 3
+
+
+def test_bulletin_workbook_shows_progress_against_time_in_percent(demo_clearance, demo_county, tmp_path):
+    """The demo's red lines carry start dates: its 序时进度 sheets show time elapsed and the
+    gap (completion minus time elapsed) as percentages, not plain fractions."""
+    xlsx = tmp_path / "bulletin.xlsx"
+    write_bulletin(demo_clearance, tmp_path / "bulletin.html", xlsx=xlsx, as_of=demo_county.as_of)
+    head = labels.HEADERS["zh"]
+    _, _, rows = table(xlsx, labels.SHEETS["zh"]["schedule"])
+    assert rows
+    for r in rows:
+        for col in ("time_elapsed", "schedule_gap", "completion_rate"):
+            assert r[head[col]].data_type == "n" and r[head[col]].number_format == "0.0%", col
+    assert any(r[head["schedule_gap"]].value < 0 for r in rows)  # somebody is behind
+    _, _, dist = table(xlsx, labels.SHEETS["zh"]["schedule_districts"])
+    assert dist and all(r[head["schedule_gap"]].number_format == "0.0%" for r in dist)
+    for col in ("time_elapsed", "schedule_gap", "completion_rate", "clean_land_rate", "progress_ratio"):
+        assert column_format(col) == "0.0%"

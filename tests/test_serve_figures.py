@@ -23,9 +23,10 @@ from alertsdata import DATES, FakeDetect, changes, spot_in
 from gis import labels
 from gis.alerts.lifecycle import set_alert
 from gis.labels import ALERT_STATUS, OFFICE
+from gis.products.cells import format_cell
 from gis.serve import accounts
 from gis.serve.accounts import DEMO_PASSWORDS, create_demo_users
-from gis.serve.products import LiveProducts, format_cell, shown_table
+from gis.serve.products import LiveProducts, shown_table
 from gis.serve.storage import open_engine
 from gis.synthetic import epochs
 from gis.weekly import run_weekly
@@ -131,7 +132,8 @@ def test_format_cell_reads_like_the_bulletin():
     assert (f("overdue", np.bool_(True)), f("progressed", False)) == ("是", "否")
     assert (f("overdue", True, "en"), f("post_freeze", np.bool_(False), "en")) == ("yes", "no")
     assert (f("list", "red"), f("list", "black"), f("list", "black", "en")) == ("红榜", "黑榜", "Black list")
-    assert f("list", "") == "" and f("kind", "new_structure") == "新增建筑" and f("status", "dispatched") == "已派发"
+    assert f("list", "") == "" and f("kind", "new_structure") == "新增建筑"
+    assert f("status", "dispatched") == "已派发"
     assert f("deadline", pd.Timestamp("2026-09-30")) == "2026-09-30"
     assert f("status_since", "2026-03-15T10:20:30") == "2026-03-15"  # a day column shows the day
     assert f("deadline", dt.date(2026, 9, 30)) == "2026-09-30" and f("deadline", pd.NaT) == ""

@@ -118,7 +118,7 @@ def bulletin_tables(clearance, *, alerts=None, as_of=None, period_start=None, la
         "clean_land_rate": delivered / total if total else np.nan,
         "progress_ratio": progressed / n_proj if n_proj else np.nan,
         "overdue_projects": int(projects["overdue"].eq(True).sum()),
-        "behind_projects": int(schedule["behind_schedule"].eq(True).sum()),
+        "behind_projects": int(schedule["behind_schedule"].eq(True).sum()) if len(schedule) else np.nan,
         "alerts_new": len(new), "alerts_new_post_freeze": int(new["post_freeze"].sum()),
         "alerts_open": int(open_mask.sum()), "alerts_post_freeze": int((a["post_freeze"] & open_mask).sum()),
     }

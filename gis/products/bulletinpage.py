@@ -5,10 +5,11 @@ heading (期号, issuing office and date, period, the surveys compared), a two o
 three sentence summary written from the figures (:func:`summary_text`), the
 headline with each figure's scope (本周 / 累计), the tables, the rule of the
 red and black lists under them (:func:`rule_text`) and a chart (PNG, embedded
-as a data URI). Values are shown as the workbook shows them: rates ``0.0%``,
-mu to two decimals, counts rounded half up
-(:func:`gis.products.excel.round_half_up`), yes/no and codes in words. Every
-text from the layers (names, notes, ids) is escaped.
+as a data URI). Values are shown as the workbook shows them, through the one
+cell formatter :func:`gis.products.cells.format_cell` (also the served figures
+page's): rates ``0.0%``, mu to two decimals, counts rounded half up, yes/no,
+days and codes in words. Every text from the layers (names, notes, ids) is
+escaped.
 """
 
 from __future__ import annotations
@@ -20,16 +21,11 @@ import io
 import numpy as np
 import pandas as pd
 
-from gis.labels import HEADERS, table, waiting_heading, yes_no
+from gis.labels import HEADERS, table, waiting_heading
 from gis.products import style
-from gis.products.excel import round_half_up
+from gis.products.cells import CODE_COLUMNS, percent, shown_frame
 
 __all__ = ["bulletin_html", "summary_text", "rule_text", "labelled"]
-
-RATE_COLUMNS = {"completion_rate", "clean_land_rate", "progress_ratio", "time_elapsed", "schedule_gap"}
-BOOL_COLUMNS = ("overdue", "progressed", "post_freeze", "behind_schedule")
-#: Columns holding codes, and the label table that names them.
-CODE_COLUMNS = {"kind": "kind", "status": "alert_status", "list": "list"}
 
 
 def labelled(df: pd.DataFrame, lang: str) -> pd.DataFrame:
@@ -42,36 +38,15 @@ def labelled(df: pd.DataFrame, lang: str) -> pd.DataFrame:
 
 
 def _pct(v) -> str:
-    return "" if v is None or pd.isna(v) else f"{100 * v:.1f}%"
-
-
-def _display(df: pd.DataFrame, lang: str) -> pd.DataFrame:
-    """Values as people read them: rates in %, mu to 2 decimals, whole counts, yes/no, labels."""
-    out = labelled(df, lang)
-    for c in out.columns:
-        if c in RATE_COLUMNS:
-            out[c] = out[c].map(_pct)
-        elif c.endswith("_mu") or c == "area_m2":
-            out[c] = out[c].map(lambda v: "" if pd.isna(v) else f"{v:.2f}")
-        elif c.endswith("_left"):
-            out[c] = out[c].map(lambda v: "" if pd.isna(v) else f"{round_half_up(v)}")
-        elif c in BOOL_COLUMNS:
-            out[c] = out[c].map(lambda v: yes_no(v, lang))
-        elif c in ("deadline", "start_date"):
-            out[c] = pd.to_datetime(out[c]).dt.strftime("%Y-%m-%d").fillna("")
-    if "figure" in out:  # the headline mixes rates, areas and counts in one column
-        T = table("bulletin", lang)
-        rates = {T[k] for k in ("completion_rate", "clean_land_rate", "progress_ratio")}
-        out["value"] = [_pct(v) if f in rates else "" if pd.isna(v) else f"{v:,.2f}" if isinstance(v, float)
-                        else f"{v}" for f, v in zip(df["figure"], df["value"])]
-    return out
+    """A rate of the summary sentences, as the tables show it."""
+    return percent(v)
 
 
 def _table_html(df: pd.DataFrame, lang: str, *, row_class=None) -> str:
     if not len(df):
         return f"<p class='none'>{html.escape(table('bulletin', lang)['none'])}</p>"
     head = table("header", lang)
-    shown = _display(df, lang)
+    shown = shown_frame(df, lang)
     th = "".join(f"<th>{html.escape(str(head.get(c, c)))}</th>" for c in shown.columns)
     rows = []
     for i, (_, r) in enumerate(shown.iterrows()):
@@ -128,8 +103,10 @@ def summary_text(t: dict[str, pd.DataFrame], lang: str) -> str:
         " " if lang == "en" else "",
         T["sum_behind"].format(overdue=int(v["overdue_projects"]),
                                overdue_names=names(projects[projects["overdue"].eq(True)]),
-                               behind=int(v["behind_projects"]),
-                               behind_names=names(schedule[schedule["behind_schedule"].eq(True)]),
+                               behind_part=T["sum_behind_part"].format(
+                                   behind=int(v["behind_projects"]),
+                                   behind_names=names(schedule[schedule["behind_schedule"].eq(True)]))
+                               if len(schedule) else T["sum_no_schedule"],
                                black=sep.join(black) if black else T["none"]),
     ])
 

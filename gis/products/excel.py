@@ -51,13 +51,16 @@ from gis.atomic import atomic_path
 from gis.labels import YES_NO, check_lang
 
 __all__ = ["Sheet", "write_workbook", "column_format", "inert_text", "display_width", "round_half_up",
-           "FORMULA_PREFIXES", "PERCENT", "DECIMAL", "INTEGER", "DATE", "HEADER_ROW"]
+           "FORMULA_PREFIXES", "PERCENT", "DECIMAL", "INTEGER", "DATE", "HEADER_ROW", "RATE_COLUMNS"]
 
 #: A text cell starting with one of these gets the quote-prefix style. OWASP's
 #: list, LF (what a CR becomes), and the full-width forms a Chinese IME types.
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "\n", "＝", "＋", "－", "＠")
 PERCENT, DECIMAL, INTEGER, DATE, DATETIME = "0.0%", "0.00", "0", "yyyy-mm-dd", "yyyy-mm-dd hh:mm"
-RATE_COLUMNS = frozenset({"completion_rate", "clean_land_rate", "progress_ratio"})
+#: Shares of a whole, shown as percentages: the clearance rates, the share of projects that
+#: progressed, and progress against time (序时进度: time elapsed, completion minus time elapsed).
+RATE_COLUMNS = frozenset({"completion_rate", "clean_land_rate", "progress_ratio", "time_elapsed",
+                          "schedule_gap"})
 HEADER_FILL = "DDEBF7"
 MAX_CELL_TEXT = 32_767
 MIN_WIDTH, MAX_WIDTH = 6, 60

@@ -6,19 +6,16 @@ figures come from the layers, which change rarely: they are computed once
 per worker and again when a layer file changes.
 
 The figures page shows its cells as the bulletin and the workbooks do, all
-through :func:`format_cell`: rates as percentages with one decimal (81.0%),
-mu with two decimals and thousands separators, counts as whole numbers
-(rounded half up), yes/no as 是/否, red/black list as 红榜/黑榜, dates as
-YYYY-MM-DD. Which column is a rate, an area or a count is the workbooks'
-:func:`gis.products.excel.column_format` and the bulletin page's column
-kinds, not a list of its own.
+through the bulletin page's formatter :func:`gis.products.cells.format_cell`:
+rates as percentages with one decimal (81.0%), mu with two decimals and
+thousands separators, counts as whole numbers (rounded half up), yes/no as
+是/否, red/black list as 红榜/黑榜, dates as YYYY-MM-DD.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import math
 import threading
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -28,10 +25,9 @@ import numpy as np
 import pandas as pd
 
 from gis.clearance.pipeline import clearance
-from gis.labels import label, table, yes_no
-from gis.products.bulletin import HEADLINE, bulletin_tables
-from gis.products.bulletinpage import BOOL_COLUMNS, CODE_COLUMNS, RATE_COLUMNS
-from gis.products.excel import DECIMAL, INTEGER, PERCENT, column_format, round_half_up
+from gis.labels import table
+from gis.products.bulletin import bulletin_tables
+from gis.products.cells import shown_frame
 from gis.products.webmap import clearance_map_html
 from gis.serve.queries import waiting_threshold
 
@@ -40,9 +36,6 @@ log = logging.getLogger(__name__)
 #: Bulletin tables shown on the figures page, in order.
 FIGURE_TABLES = ("headline", "projects", "districts", "red_list", "black_list", "waiting")
 DOWNLOAD_PATTERNS = ("bulletin_*.html", "figures_*.xlsx")
-#: Columns holding a day (their time of day, if any, is not shown).
-DATE_COLUMNS = frozenset({"deadline", "start_date", "freeze_date", "status_date", "first_seen", "last_seen",
-                          "status_since"})
 
 
 class Cell(NamedTuple):
@@ -50,61 +43,6 @@ class Cell(NamedTuple):
 
     text: str
     num: bool
-
-
-def column_kind(column: str) -> str:
-    """How a column's values are shown: ``rate``, ``mu`` (two decimals), ``count``, ``yes_no``,
-    ``date``, the label table of a code column (``kind``, ``alert_status``, ``list``) or ``""``."""
-    fmt = column_format(column)
-    if column in RATE_COLUMNS or fmt == PERCENT:
-        return "rate"
-    if fmt == DECIMAL:
-        return "mu"
-    if fmt == INTEGER:
-        return "count"
-    if column in BOOL_COLUMNS:
-        return "yes_no"
-    if column in DATE_COLUMNS:
-        return "date"
-    return CODE_COLUMNS.get(column, "")
-
-
-def _day(value: Any, with_time: bool) -> str:
-    try:
-        ts = pd.Timestamp(value)
-    except (TypeError, ValueError):
-        return str(value)
-    if pd.isna(ts):
-        return ""
-    return ts.strftime("%Y-%m-%d %H:%M" if with_time and ts != ts.normalize() else "%Y-%m-%d")
-
-
-def format_cell(column: str, value: Any, lang: str = "zh") -> str:
-    """``value`` of ``column`` as people read it on the figures page (see the module docstring);
-    a missing value is ``""``. Plain text (names, ids, notes) is returned as it is: the
-    template escapes it."""
-    if value is None or (not isinstance(value, str) and pd.api.types.is_scalar(value) and pd.isna(value)):
-        return ""
-    kind = column_kind(column)
-    if isinstance(value, np.generic):
-        value = value.item()
-    if kind == "date" or isinstance(value, (dt.date, pd.Timestamp)):
-        return _day(value, with_time=kind != "date")
-    if kind == "yes_no" or isinstance(value, bool):
-        return yes_no(value, lang)
-    if kind in CODE_COLUMNS.values():
-        return label(kind, value, lang)
-    if isinstance(value, str) or not isinstance(value, (int, float)):
-        return str(value)
-    if isinstance(value, float) and math.isinf(value):
-        return ""
-    if kind == "rate":
-        return f"{100 * value:.1f}%"
-    if kind == "mu":
-        return f"{value:,.2f}"
-    if kind == "count" or isinstance(value, int) or value == int(value):
-        return f"{round_half_up(value):,}"
-    return f"{value:,.2f}"
 
 
 def _is_number(value: Any) -> bool:
@@ -116,18 +54,10 @@ def shown_table(df: pd.DataFrame, lang: str = "zh") -> dict[str, list]:
     :class:`Cell`. The headline's ``value`` column mixes rates, areas and counts: each of its
     cells is shown by the figure it belongs to."""
     headers = table("header", lang)
-    kinds = [str(c) for c in df.columns]
-    figure_keys = None
-    if "figure" in df and "value" in df:
-        words = table("bulletin", lang)
-        by_word = {words[k]: k for k, _ in HEADLINE}
-        figure_keys = [by_word.get(f, "") for f in df["figure"]]
-    rows = []
-    for i, values in enumerate(df.itertuples(index=False, name=None)):
-        rows.append([Cell(format_cell(figure_keys[i] if figure_keys and col == "value" else col, v, lang),
-                          _is_number(v))
-                     for col, v in zip(kinds, values, strict=True)])
-    return {"columns": [headers.get(c, c) for c in kinds], "rows": rows}
+    texts = shown_frame(df, lang).itertuples(index=False, name=None)
+    rows = [[Cell(text, _is_number(v)) for text, v in zip(shown, values, strict=True)]
+            for shown, values in zip(texts, df.itertuples(index=False, name=None), strict=True)]
+    return {"columns": [headers.get(str(c), str(c)) for c in df.columns], "rows": rows}
 
 
 def chip_url(alert_id: str, which: str) -> str:

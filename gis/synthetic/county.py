@@ -4,9 +4,12 @@ Six districts on a 4 km x 3 km patch of CGCS2000 / 3-degree Gauss-Kruger
 CM 114E (EPSG:4547), about 4,800 irregular parcels on a jittered grid, and
 eight projects of different kinds (a road and a greenway that overlap, a
 canal, an industrial park, a shantytown, ...) with deadlines, freeze dates
-and a realistic spread of clearance statuses. Real files come with Chinese
-headers and status names, so the demo parcels and red lines are written that
-way too; the structure inventory uses English headers.
+and a realistic spread of clearance statuses. Five projects have a start
+date (开工日期), so the bulletin counts progress against time (序时进度) and
+finds some behind it (滞后); the other three have none, as real red lines
+often lack one. Real files come with Chinese headers and status names, so
+the demo parcels and red lines are written that way too; the structure
+inventory uses English headers.
 
 Everything is drawn from one seeded generator: the same seed gives the same
 county, byte for byte in its attributes.
@@ -79,6 +82,13 @@ def _corridor(points, width: float) -> shapely.Geometry:
     return shapely.buffer(shapely.LineString(points), width / 2.0, cap_style="flat", join_style="round")
 
 
+#: The day clearance work started (开工日期), for progress against time (序时进度). The road,
+#: the industrial park and the shantytown lag behind; the school is done and the canal, just
+#: started, is ahead. The unfunded projects and the resettlement housing have none yet.
+_START_DATES = {"P01": "2026-01-10", "P02": "2026-11-01", "P03": "2026-03-15", "P04": "2026-01-20",
+                "P06": "2026-01-05"}
+
+
 def _redlines() -> gpd.GeoDataFrame:
     x0, y0 = ORIGIN
     def p(x, y):
@@ -109,6 +119,7 @@ def _redlines() -> gpd.GeoDataFrame:
     )
     gdf["deadline"] = pd.to_datetime(gdf["deadline"])
     gdf["freeze_date"] = pd.to_datetime(gdf["freeze_date"])
+    gdf["start_date"] = pd.to_datetime(gdf["project_id"].map(_START_DATES))
     gdf.insert(2, "district", _district_of(gdf.geometry.centroid))
     return gdf
 
