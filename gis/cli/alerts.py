@@ -245,12 +245,19 @@ def export(workspace, district, out, by, no_dispatch, force):
 @workspace_option
 @click.option("--by", "by", default=None, help="Who recorded it, when the file does not say.")
 @click.option("--prefer", type=click.Choice(["field", "store"]), default=None,
-              help="Which side wins for alerts changed in both since export (default: refuse).")
+              help="Which side wins for alerts changed in both since export (default: refuse). "
+                   "With it, the valid rows are applied and the others listed (exit code 2).")
 def import_command(patrol, workspace, by, prefer):
     """Import verdicts, notes and photos recorded in the field."""
     res = import_field(_store(workspace), patrol, by=by, prefer=prefer)
     click.echo(f"applied {len(res.applied)} alerts ({res.photos} photos), {len(res.unchanged)} unchanged"
                + (f", kept the store's version of {', '.join(res.kept_store)}" if res.kept_store else ""))
+    if res.skipped:
+        for aid, why in res.skipped.items():
+            click.echo(f"skipped {aid}: {why}", err=True)
+        click.echo(f"error: {len(res.skipped)} alerts of {patrol} were not imported; correct their rows "
+                   "in QGIS/QField and import again", err=True)
+        sys.exit(InputError.exit_code)
 
 
 @alerts.command("evidence")
