@@ -191,6 +191,34 @@ def test_detect_names_the_corrupt_tile_file_and_place(tmp_path, scene):  # noqa:
     assert str(pickle.loads(pickle.dumps(e.value))) == msg
 
 
+def test_the_corrupt_tile_error_pickles_with_dask_s_exception_pickling(tmp_path, scene):  # noqa: F811
+    """Dask installs tblib's exception pickling, which also pickles an error's chain:
+    GDAL's own exception classes in that chain could not be unpickled (read-only args).
+    Run in a fresh interpreter so the pickling hook does not leak into other tests."""
+    import subprocess
+    import sys
+    import textwrap
+
+    after = tmp_path / "after.tif"
+    shutil.copy(scene["after"], after)
+    x0, y0, _, _ = BOUNDS
+    corrupt_block(after, x0 + 300, y0 + 150)
+    zones = tmp_path / "zones.gpkg"
+    redlines().to_file(zones)
+    code = textwrap.dedent(f"""
+        import pickle, rasterio, rasterio._err, tblib.pickling_support
+        from gis.detect import detect_changes
+        from gis.errors import CorruptRasterError
+        tblib.pickling_support.install()
+        try:
+            detect_changes({str(scene["before"])!r}, {str(after)!r}, within={str(zones)!r})
+        except CorruptRasterError as exc:
+            print(str(pickle.loads(pickle.dumps(exc))) == str(exc))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.stdout.strip() == "True", out.stderr[-2000:]
+
+
 def test_cli_detect_corrupt_tile_is_one_line_exit_2(tmp_path, scene):  # noqa: F811
     after = tmp_path / "after.tif"
     shutil.copy(scene["after"], after)

@@ -80,17 +80,17 @@ def decoding(path, window: Window | None = None, transform=None, crs=None):
     read (and its grid's transform), where in it."""
     try:
         yield
-        return
     except rasterio.errors.RasterioError as exc:
         cause = exc.__cause__ or exc.__context__  # GDAL's own words ("Read failed" says nothing)
-        error = CorruptRasterError(
+        # The error crosses back from worker processes and Dask workers by pickle: GDAL's
+        # own exception classes do not survive exception pickling with their chain (tblib,
+        # which Dask installs, fails on their read-only ``args``), so their words go into
+        # the message and the chain is cut here.
+        exc.__cause__ = exc.__context__ = None
+        raise CorruptRasterError(
             f"cannot decode the image data{_where(window, transform, crs)} ({cause or exc})", path=path,
             hint="the file is damaged there; copy or export it again (check it with "
-                 "`gdalinfo -checksum FILE`)")
-    # Raised outside the handler, so no GDAL exception rides along as its cause or context:
-    # the error crosses back from worker processes and Dask workers by pickle, and GDAL's
-    # exception classes do not survive tblib's exception pickling (read-only ``args``).
-    raise error
+                 "`gdalinfo -checksum FILE`)") from exc
 
 
 def gdal_env():
