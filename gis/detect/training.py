@@ -117,10 +117,10 @@ def _registered(before: np.ndarray, before_w: np.ndarray, after_w: np.ndarray, f
     return before[:, r[:, None], c[None, :]]
 
 
-def train_from_pairs(folder, *, exclude: tuple[str, ...] = (), seed: int = 0, register: bool = True) -> dict:
-    """A ``mode="segments"`` model from labelled pairs (tiles named in ``exclude`` left out);
-    ``register``: each before tile is moved onto its after tile first (as detection does)."""
-    Xs, ys, refs = [], [], []
+def _work_pairs(folder, *, register: bool, exclude: tuple[str, ...] = ()):
+    """Each labelled pair of ``folder`` as detection sees it: shrunk to the work
+    resolution, the before tile moved onto the after tile (``register``), the label
+    shrunk with it; yields ``(name, before, after, label, work_res, stats)``."""
     for name, before, after, label, res in read_pair_folder(folder):
         if name in exclude:
             continue
@@ -129,8 +129,15 @@ def train_from_pairs(folder, *, exclude: tuple[str, ...] = (), seed: int = 0, re
         moved = _registered(before, before_w, after, k) if register else None
         before = before_w if moved is None else _shrink(moved, k)
         label = _shrink(label[None].astype(np.float32), k)[0] > 0.5
-        stats = _pair_stats(before, after, res * k)
-        X, y = C.pair_samples(before, after, label, res * k, stats, nir=False)
+        yield name, before, after, label, res * k, _pair_stats(before, after, res * k)
+
+
+def train_from_pairs(folder, *, exclude: tuple[str, ...] = (), seed: int = 0, register: bool = True) -> dict:
+    """A ``mode="segments"`` model from labelled pairs (tiles named in ``exclude`` left out);
+    ``register``: each before tile is moved onto its after tile first (as detection does)."""
+    Xs, ys, refs = [], [], []
+    for _, before, after, label, res_w, stats in _work_pairs(folder, register=register, exclude=exclude):
+        X, y = C.pair_samples(before, after, label, res_w, stats, nir=False)
         refs.append(stats.lab_ref)
         Xs.append(X)
         ys.append(y)
@@ -193,18 +200,12 @@ def pair_object_rows(folder, *, proposer: float = 1.0, register: bool = True) ->
     when :data:`JUDGED_CHANGE` of it is labelled change), and every labelled structure
     the candidates miss as a positive (a patrol-reported miss). Returns (X, y)."""
     Xs, ys = [], []
-    for name, before, after, label, res in read_pair_folder(folder):
-        k = work_factor(res)
-        before_w, after = _shrink(before, k), _shrink(after, k)
-        moved = _registered(before, before_w, after, k) if register else None
-        before = before_w if moved is None else _shrink(moved, k)
-        label = _shrink(label[None].astype(np.float32), k)[0] > 0.5
-        stats = _pair_stats(before, after, res * k)
-        f = compute_features(before, after, stats, nir=False, full=True, res=res * k)
+    for name, before, after, label, res_w, stats in _work_pairs(folder, register=register):
+        f = compute_features(before, after, stats, nir=False, full=True, res=res_w)
         stack = feature_stack(f)
         sens = dataclasses.replace(stats, building_threshold=stats.building_threshold * proposer)
-        mask, _ = building_mask(f, sens, res * k)
-        min_px = MIN_AREA["new_structure"] / (res * k) ** 2
+        mask, _ = building_mask(f, sens, res_w)
+        min_px = MIN_AREA["new_structure"] / res_w ** 2
         n, cand = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
         size = np.bincount(cand.ravel(), minlength=n)
         hit = np.bincount(cand[label], minlength=n)
